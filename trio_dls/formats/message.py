@@ -1,0 +1,111 @@
+"""One record in, one message out: format plus optional syslog header.
+
+Theory of operation: a server's output settings (``MessageSettings``) say
+which format (JSON or CEF) and which syslog header it wants; ``format_message``
+applies them to one record and returns the bytes of one message, ready for
+``trio_dls.framing``. It is a pure function: the hostname comes from the
+settings (the I/O side resolves it once at start-up), and the only time it
+uses is the record's own event time, or the caller's ``fallback_time_ms`` for
+a record that has none.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+import attrs
+
+from trio_dls.formats.cef import DEVICE_VERSION, cef_message
+from trio_dls.formats.eventtime import Record, event_time_ms
+from trio_dls.formats.jsonlines import json_message
+from trio_dls.formats.syslog import (
+    DEFAULT_FACILITY,
+    DEFAULT_SEVERITY,
+    Facility,
+    Severity,
+    SyslogHeader,
+    check_hostname,
+    dls_prefix,
+    rfc3164_header,
+    rfc5424_header,
+)
+
+if TYPE_CHECKING:
+    from trio_dls.endpoints import Endpoint
+
+
+class LogFormat(enum.StrEnum):
+    """How a server wants each record written."""
+
+    JSON = "json"
+    CEF = "cef"
+
+
+def _valid_hostname(_instance: object, _attribute: object, value: str) -> None:
+    check_hostname(value)
+
+
+@attrs.frozen(kw_only=True)
+class MessageSettings:
+    """What one server wants each message to look like.
+
+    ``hostname`` is the sending host's name as it appears in the duo_log_sync
+    prefix and in syslog headers; the I/O side looks it up once
+    (``socket.gethostname()``) or takes it from the config.
+    """
+
+    hostname: str = attrs.field(validator=_valid_hostname)
+    log_format: LogFormat = LogFormat.JSON
+    syslog_header: SyslogHeader = SyslogHeader.NONE
+    facility: Facility = DEFAULT_FACILITY
+    severity: Severity = DEFAULT_SEVERITY
+    device_version: str = DEVICE_VERSION
+
+
+def format_message(
+    record: Record,
+    endpoint: Endpoint,
+    settings: MessageSettings,
+    *,
+    fallback_time_ms: int,
+) -> bytes:
+    """Return ``record`` of ``endpoint`` as one message (no framing) per ``settings``.
+
+    The header time is the record's event time (see ``trio_dls.formats.syslog``
+    for why); ``fallback_time_ms``, normally the time of sending, is used only
+    for a record whose event time is missing or malformed. With no syslog
+    header, CEF keeps duo_log_sync's ``Mmm dd HH:MM:SS <hostname>`` prefix and
+    JSON has none, as in duo_log_sync. An RFC 5424 header's MSGID is the
+    endpoint name, so a receiver can route on it. The message is UTF-8 and
+    never contains a raw LF.
+    """
+    if settings.log_format is LogFormat.CEF:
+        body = cef_message(
+            record, endpoint, device_version=settings.device_version
+        ).encode()
+    else:
+        body = json_message(record)
+    found = event_time_ms(record, endpoint)
+    time_ms = fallback_time_ms if found is None else found
+    match settings.syslog_header:
+        case SyslogHeader.NONE if settings.log_format is LogFormat.CEF:
+            header = dls_prefix(time_ms=time_ms, hostname=settings.hostname)
+        case SyslogHeader.NONE:
+            header = ""
+        case SyslogHeader.RFC5424:
+            header = rfc5424_header(
+                time_ms=time_ms,
+                hostname=settings.hostname,
+                msgid=endpoint.value,
+                facility=settings.facility,
+                severity=settings.severity,
+            )
+        case SyslogHeader.RFC3164:
+            header = rfc3164_header(
+                time_ms=time_ms,
+                hostname=settings.hostname,
+                facility=settings.facility,
+                severity=settings.severity,
+            )
+    return header.encode("ascii") + body
