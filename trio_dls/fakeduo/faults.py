@@ -1,0 +1,124 @@
+"""Misbehaviour on demand: rate limits, 5xx answers, delays, drops, bad JSON.
+
+This module owns the description of the faults (``Faults``, a frozen value a
+test swaps while the server runs), the per-(ikey, account, endpoint) token
+bucket behind Duo's 429, and the seeded dice that decide which request
+misbehaves. It is pure: the time is passed in, and the randomness comes from a
+``random.Random`` seeded from ``Faults.seed`` so a run can be replayed.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Hashable
+
+import attrs
+
+from trio_dls.endpoints import Endpoint
+
+__all__ = ["DropPoint", "FaultDice", "Faults", "Outcome", "RateLimiter"]
+
+
+class DropPoint(enum.Enum):
+    """Where a dropped connection is cut."""
+
+    #: Before any byte of the answer: duo_client sees ``RemoteDisconnected``.
+    BEFORE_RESPONSE = "before_response"
+    #: After the head and half the body: duo_client sees ``IncompleteRead``.
+    MID_BODY = "mid_body"
+
+
+def _probability(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be a probability, not {value!r}")
+
+
+@attrs.frozen
+class Faults:
+    """Which misbehaviour the fake shows; all off by default.
+
+    - ``rate_limit``: requests per minute allowed per (ikey, account, log
+      endpoint), a token bucket holding ``rate_burst`` tokens (default: the
+      rate, at least 1); beyond it Duo's 429 / 42901 with no ``Retry-After``.
+    - ``error_rate``: probability of a 500 (Duo envelope) or a 503 (a bare
+      text body, as a load balancer gives), half and half.
+    - ``delay``: seconds to wait before answering.
+    - ``drop_rate``: probability the connection is cut at ``drop_point``.
+    - ``malformed_rate``: probability of a 200 whose JSON is cut short.
+    - ``endpoints``: the log endpoints the random faults and the delay apply
+      to (None: every request, the account list included).
+    - ``seed``: seeds the dice, so a sequence of faults can be replayed.
+    """
+
+    rate_limit: float | None = None
+    rate_burst: int | None = None
+    error_rate: float = attrs.field(default=0.0, validator=_probability)
+    delay: float = 0.0
+    drop_rate: float = attrs.field(default=0.0, validator=_probability)
+    drop_point: DropPoint = DropPoint.MID_BODY
+    malformed_rate: float = attrs.field(default=0.0, validator=_probability)
+    endpoints: frozenset[Endpoint] | None = None
+    seed: int = 0
+
+    def applies_to(self, endpoint: Endpoint | None) -> bool:
+        """Whether the random faults and the delay apply to ``endpoint``."""
+        return self.endpoints is None or endpoint in self.endpoints
+
+
+class RateLimiter:
+    """A token bucket per key, refilled continuously at a rate per minute."""
+
+    def __init__(self, per_minute: float, burst: int | None = None) -> None:
+        """Allow ``per_minute`` requests a minute, ``burst`` at once."""
+        if per_minute <= 0:
+            raise ValueError("the rate must be positive")
+        self.per_second = per_minute / 60.0
+        self.capacity = float(burst if burst is not None else max(1, math.ceil(per_minute)))
+        self._buckets: dict[Hashable, tuple[float, float]] = {}
+
+    def allow(self, key: Hashable, now: float) -> bool:
+        """Take a token for ``key`` at time ``now``; False if there is none."""
+        tokens, updated = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + max(0.0, now - updated) * self.per_second)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return True
+        self._buckets[key] = (tokens, now)
+        return False
+
+
+class Outcome(enum.Enum):
+    """What the dice chose for one request."""
+
+    NORMAL = "normal"
+    ERROR_500 = "error_500"
+    ERROR_503 = "error_503"
+    MALFORMED = "malformed"
+    DROP = "drop"
+
+
+class FaultDice:
+    """Seeded decisions about which request misbehaves, and how."""
+
+    def __init__(self, faults: Faults) -> None:
+        """Roll for ``faults``, seeded from ``faults.seed``."""
+        self.faults = faults
+        self._rng = random.Random(faults.seed)
+
+    def roll(self, endpoint: Endpoint | None) -> Outcome:
+        """Decide the fate of one request to ``endpoint``."""
+        faults = self.faults
+        if not faults.applies_to(endpoint):
+            return Outcome.NORMAL
+        # Always draw the same number of values so that turning one fault on
+        # does not reshuffle the others.
+        error, kind, drop, malformed = (self._rng.random() for _ in range(4))
+        if error < faults.error_rate:
+            return Outcome.ERROR_500 if kind < 0.5 else Outcome.ERROR_503  # noqa: PLR2004
+        if drop < faults.drop_rate:
+            return Outcome.DROP
+        if malformed < faults.malformed_rate:
+            return Outcome.MALFORMED
+        return Outcome.NORMAL
