@@ -453,7 +453,10 @@ def _to_positive_seconds(value: object, _: type) -> float:
 def _to_secret(value: object, _: type) -> Secret:
     # The value is never echoed: a wrong type is reported by type alone.
     if not isinstance(value, str):
-        raise _ValueProblem(f"expected text, got a {type(value).__name__}")
+        kind = "a list" if isinstance(value, list) else "a mapping" if isinstance(
+            value, dict
+        ) else "true or false" if isinstance(value, bool) else "a number"
+        raise _ValueProblem(f"expected text in quotes, got {kind}")
     if not value.strip():
         raise _ValueProblem("must not be empty")
     return Secret(value.strip())
@@ -582,9 +585,17 @@ _RENAMED: Final = {
 def _unknown_key_message(key: str, choices: list[str]) -> str:
     if key in _RENAMED and _RENAMED[key] in choices:
         return f"unknown key; this file format calls it '{_RENAMED[key]}'"
+    close = _suggestion(key, choices)
+    if close:
+        return f"unknown key (did you mean '{close}'?)"
+    return f"unknown key; expected one of: {', '.join(choices)}"
+
+
+def _suggestion(key: str, choices: list[str]) -> str | None:
+    if key in _RENAMED and _RENAMED[key] in choices:
+        return _RENAMED[key]
     close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown key{hint}; expected one of: {', '.join(choices)}"
+    return close[0] if close else None
 
 
 def _flatten(exc: BaseException, path: KeyPath) -> Iterator[Problem]:
@@ -605,6 +616,13 @@ def _flatten(exc: BaseException, path: KeyPath) -> Iterator[Problem]:
         choices = _fields_of(cls) if cls else []
         for key in sorted(exc.extra_fields):
             yield Problem((*path, key), _unknown_key_message(key, choices))
+    elif isinstance(exc, KeyError) and path == ("version",):
+        yield Problem(
+            path,
+            "required key is missing (a file without it is DLS's pre-1.0.0 "
+            "layout; add version: '1.0.0' once the file uses dls_settings, "
+            "servers and account)",
+        )
     elif isinstance(exc, KeyError):
         yield Problem(path, "required key is missing")
     elif isinstance(exc, _ValueProblem):
@@ -726,6 +744,8 @@ def _check_servers(data: object, env: Environment) -> Iterator[Problem]:
 
 def _check_mappings(data: object) -> Iterator[Problem]:
     servers = _get(data, "servers")
+    if not isinstance(servers, list) or not servers:
+        return  # stage 2 reports it; every reference would be noise
     ids = {
         s["id"]
         for s in (servers if isinstance(servers, list) else [])
@@ -927,9 +947,36 @@ def load_config_text(text: str, filename: str, env: Environment) -> Config:
                 tree, problem.path
             ):
                 message = "required key has no value"
+            # The skey is never echoed on purpose; this also catches it where
+            # a user pasted it into the wrong key.
+            for secret in _raw_secrets(data):
+                message = message.replace(secret, "********")
             located.append(attrs.evolve(problem, message=message, line=line))
-        raise ConfigError(filename, _dedupe(located))
+        raise ConfigError(filename, _dedupe(_drop_typo_echoes(located)))
     return _resolve(config, env)
+
+
+def _drop_typo_echoes(problems: list[Problem]) -> list[Problem]:
+    """Drop "missing" reports for keys that an unknown key is the typo of.
+
+    ``hostnme: x`` makes ``hostname`` missing too; one line about the typo,
+    with its suggestion, says it all.
+    """
+    echoes = set()
+    for problem in problems:
+        suggested = re.search(r"(?:did you mean|calls it) '([^']+)'", problem.message)
+        if problem.message.startswith("unknown key") and suggested:
+            echoes.add((*problem.path[:-1], suggested.group(1)))
+    return [
+        p
+        for p in problems
+        if not (p.path in echoes and p.message.startswith("required key"))
+    ]
+
+
+def _raw_secrets(data: object) -> list[str]:
+    skey = _get(data, "account", "skey")
+    return [skey.strip()] if isinstance(skey, str) and skey.strip() else []
 
 
 def _present_but_null(tree: object, path: KeyPath) -> bool:
@@ -974,6 +1021,6 @@ def load_config(path: Path, env: Environment | None = None) -> Config:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            name, [Problem((), f"not UTF-8 text (byte {exc.start})")]
+            name, [Problem((), f"not UTF-8 text (at byte offset {exc.start})")]
         ) from None
     return load_config_text(text, name, env or Environment.of_process(path))

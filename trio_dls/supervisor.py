@@ -128,7 +128,12 @@ class Outputs:
         """Hand *page* to every sender; return once each has fully written it."""
         deliveries = [Delivery(page) for _ in self._channels]
         for channel, delivery in zip(self._channels.values(), deliveries, strict=True):
-            await channel.send(delivery)
+            try:
+                await channel.send(delivery)
+            except trio.BrokenResourceError:
+                # A sender only closes its end by raising; its error is
+                # already cancelling the tree and is the one worth reporting.
+                await trio.sleep_forever()
         for delivery in deliveries:
             await delivery.done.wait()
 

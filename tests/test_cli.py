@@ -1,0 +1,225 @@
+"""The command line: check, help, version, exit codes, signals, secrecy.
+
+Rules for these tests: the daemon runs as a real process (``python -m
+trio_dls``) so that signals, exit statuses and the absence of tracebacks are
+those an operator sees; waiting on it is bounded by timeouts, never a sleep.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from trio_dls import __version__
+from trio_dls.cli import main
+
+SKEY = "cLiSkEyCliSkEyCliSkEyCliSkEyCliSkEy00042"
+
+
+def write_config(tmp_path: Path, **overrides: str) -> Path:
+    """Write a valid config (with *overrides* of its top lines) to tmp_path."""
+    values = {
+        "log_format": "JSON",
+        "extra_account": "",
+    } | overrides
+    path = tmp_path / "config.yml"
+    path.write_text(
+        f"""\
+version: '1.0.0'
+dls_settings:
+  log_filepath: {tmp_path / "trio-dls.log"}
+  log_format: {values["log_format"]}
+  checkpointing:
+    directory: {tmp_path / "state"}
+servers:
+  - id: siem
+    hostname: 127.0.0.1
+    port: 9000
+    protocol: TCP
+account:
+  ikey: DIXXXXXXXXXXXXXXXXXX
+  skey: {SKEY}
+  hostname: api-test.duosecurity.com
+{values["extra_account"]}  endpoint_server_mappings:
+    - endpoints: [auth, adminaction, telephony, trustmonitor, activity]
+      server: siem
+"""
+    )
+    return path
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run ``main`` in-process; return (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        status = main(list(args))
+    except SystemExit as exc:  # argparse's --help and --version
+        status = int(exc.code or 0)
+    finally:
+        sys.stdout, sys.stderr = old
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_check_summarises_a_valid_config(tmp_path: Path) -> None:
+    """``check`` exits 0 and shows accounts, mappings, format and checkpoints."""
+    status, out, err = run_cli("check", str(write_config(tmp_path)))
+    assert (status, err) == (0, "")
+    assert "ikey DIXXXXXXXXXXXXXXXXXX at api-test.duosecurity.com" in out
+    assert "skey ******** (inline)" in out
+    assert "  auth -> siem" in out
+    assert "  trustmonitor -> siem" in out
+    assert "format:      JSON" in out
+    assert f"checkpoints: {tmp_path / 'state'}" in out
+    assert SKEY not in out
+
+
+def test_check_reports_problems_and_exits_2(tmp_path: Path) -> None:
+    """``check`` on a broken config prints each problem and exits 2."""
+    path = write_config(tmp_path, log_format="XML")
+    status, out, err = run_cli("check", str(path))
+    assert (status, out) == (2, "")
+    assert err.splitlines() == [
+        f"{path}:4: dls_settings.log_format: expected one of JSON, CEF, got 'XML'",
+        f"trio-dls: 1 problem in {path}; nothing was started",
+    ]
+
+
+def test_version() -> None:
+    """``--version`` prints the version."""
+    status, out, _ = run_cli("--version")
+    assert (status, out) == (0, f"trio-dls {__version__}\n")
+
+
+def test_help_explains_commands_and_exit_codes() -> None:
+    """``--help`` names both commands and the exit statuses."""
+    status, out, _ = run_cli("--help")
+    assert status == 0
+    for text in ("trio-dls CONFIG", "trio-dls check CONFIG", "2  CONFIG is invalid"):
+        assert text in out
+
+
+def spawn(config: Path, *args: str) -> subprocess.Popen[str]:
+    """Start the daemon as an operator would, stderr captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "trio_dls", *args, str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+class Lines:
+    """The lines a process writes to stderr, readable with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        """Start reading *proc*'s stderr in a thread."""
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        assert proc.stderr is not None
+        stream = proc.stderr
+
+        def pump() -> None:
+            for line in stream:
+                self._queue.put(line)
+            self._queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def wait_for(self, text: str, timeout: float = 20) -> None:
+        """Return once a line containing *text* was written; fail at *timeout*."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.seen):
+            line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is None:
+                pytest.fail(f"exited before writing {text!r}: {self.seen}")
+            self.seen.append(line)
+
+    def rest(self) -> str:
+        """Everything written, once the process has exited."""
+        while (line := self._queue.get(timeout=10)) is not None:
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_daemon_stops_cleanly_on_signal(tmp_path: Path, signum: int) -> None:
+    """SIGTERM or SIGINT stops the daemon with status 0 within the grace period."""
+    with spawn(write_config(tmp_path), "--grace", "5") as proc:
+        lines = Lines(proc)
+        try:
+            lines.wait_for("started:")
+            proc.send_signal(signum)
+            status = proc.wait(timeout=5)
+        finally:
+            proc.kill()
+        output = lines.rest()
+    assert status == 0
+    assert f"received {signal.Signals(signum).name}" in output
+    assert "stopped" in output
+    assert "Traceback" not in output
+
+
+def test_daemon_writes_its_log_file_without_the_skey(tmp_path: Path) -> None:
+    """The daemon logs to log_filepath too, and the skey appears nowhere."""
+    with spawn(write_config(tmp_path)) as proc:
+        lines = Lines(proc)
+        try:
+            lines.wait_for("started:")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=5)
+        finally:
+            proc.kill()
+        output = lines.rest()
+    logged = (tmp_path / "trio-dls.log").read_text()
+    assert "started:" in logged
+    assert SKEY not in output + logged
+
+
+def test_daemon_with_a_broken_config_exits_2_without_traceback(
+    tmp_path: Path,
+) -> None:
+    """A config mistake is reported in one line per problem, status 2."""
+    path = write_config(tmp_path, log_format="XML", extra_account="  is_msp: maybe\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trio_dls", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"{path}:4: dls_settings.log_format: expected one of JSON, CEF, got 'XML'",
+        f"{path}:16: account.is_msp: expected true or false, got 'maybe'",
+        f"trio-dls: 2 problems in {path}; nothing was started",
+    ]
+    assert SKEY not in proc.stdout + proc.stderr
+
+
+def test_a_fatal_runtime_error_exits_1_with_one_line(tmp_path: Path) -> None:
+    """A fatal error at run time is one clear line and status 1, no traceback."""
+    # MSP fetching is not there yet: a fatal error the daemon meets at start.
+    path = write_config(tmp_path, extra_account="  is_msp: true\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trio_dls", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "fatal: is_msp:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert SKEY not in proc.stdout + proc.stderr
