@@ -1,3 +1,4 @@
+# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """A fake Duo Admin API, for tests and the demo: real HTTPS, real signatures.
 
 duo_client talks to it unmodified. The package is split by what each module
@@ -24,7 +25,13 @@ or, from synchronous code, ``with serve_in_thread(FakeDuo()) as fake: ...``.
 
 from __future__ import annotations
 
-from trio_dls.fakeduo.app import ACCOUNT_LIST_PATH, FakeDuoApp, FakeDuoConfig, Plan, Stats
+from trio_dls.fakeduo.app import (
+    ACCOUNT_LIST_PATH,
+    FakeDuoApp,
+    FakeDuoConfig,
+    Plan,
+    Stats,
+)
 from trio_dls.fakeduo.data import (
     ChildAccount,
     Dataset,

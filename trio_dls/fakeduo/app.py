@@ -1,3 +1,4 @@
+# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """The fake Duo service's request handling, without I/O.
 
 This module owns what happens between a parsed request and the answer:
@@ -15,17 +16,15 @@ holding it.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import envelope
 from trio_dls.fakeduo.data import (
     ChildAccount,
@@ -37,8 +36,16 @@ from trio_dls.fakeduo.data import (
 from trio_dls.fakeduo.envelope import DuoError
 from trio_dls.fakeduo.faults import DropPoint, FaultDice, Faults, Outcome, RateLimiter
 from trio_dls.fakeduo.logs import LogRules, answer_log_query, endpoint_for_path
-from trio_dls.fakeduo.signing import AuthFailure, Credentials, SignedRequest, verify_request
+from trio_dls.fakeduo.signing import (
+    AuthFailure,
+    Credentials,
+    SignedRequest,
+    verify_request,
+)
 from trio_dls.fakeduo.wire import Request, Response
+
+if TYPE_CHECKING:
+    from trio_dls.endpoints import Endpoint
 
 __all__ = ["ACCOUNT_LIST_PATH", "FakeDuoApp", "FakeDuoConfig", "Plan", "Stats"]
 
@@ -61,12 +68,14 @@ class FakeDuoConfig:
     """
 
     ikey: str = "DIFAKEDUOINTEGRATION"
-    skey: str = attrs.field(default="fake-duo-secret-key-0123456789abcdefghij", repr=False)
+    skey: str = attrs.field(
+        default="fake-duo-secret-key-0123456789abcdefghij", repr=False
+    )
     account_id: str = attrs.field(factory=lambda: account_id_for(0, "parent"))
     children: tuple[ChildAccount, ...] = ()
-    dataset: DatasetSpec = DatasetSpec()
-    rules: LogRules = LogRules()
-    faults: Faults = Faults()
+    dataset: DatasetSpec = attrs.field(factory=DatasetSpec)
+    rules: LogRules = attrs.field(factory=LogRules)
+    faults: Faults = attrs.field(factory=Faults)
     tls: bool = True
     max_date_skew: float | None = 300.0
 
@@ -245,9 +254,17 @@ class FakeDuoApp:
         if isinstance(verdict, AuthFailure):
             self._auth_failures += 1
             return Plan(_error(DuoError(401, verdict.code, verdict.message)))
-
         if path == ACCOUNT_LIST_PATH:
             return self._account_list_plan(method)
+        return self._log_plan(verdict, method, path, params)
+
+    def _log_plan(
+        self,
+        credentials: Credentials,
+        method: str,
+        path: str,
+        params: Mapping[str, Sequence[str]],
+    ) -> Plan:
         endpoint = endpoint_for_path(path)
         if endpoint is None:
             return Plan(_error(envelope.NOT_FOUND))
@@ -260,7 +277,7 @@ class FakeDuoApp:
         now = self._clock()
         self._requests[account, endpoint] += 1
         if self._limiter is not None and not self._limiter.allow(
-            (verdict.ikey, account, endpoint), now
+            (credentials.ikey, account, endpoint), now
         ):
             self._rate_limited[account, endpoint] += 1
             return Plan(_error(envelope.TOO_MANY_REQUESTS))
@@ -320,8 +337,3 @@ class FakeDuoApp:
                 return Plan(Response(200, body), delay, faults.drop_point)
             case Outcome.NORMAL:
                 return Plan(Response(200, body), delay)
-
-
-def json_body(response: Response) -> Any:  # noqa: ANN401 - any JSON value
-    """Decode a response body (a helper for tests of the pure layer)."""
-    return json.loads(response.body)

@@ -1,4 +1,5 @@
-"""The fake Duo account's log records: generated, held and reported.
+# Copyright (c) 2026 trio-dls contributors. MIT licence.
+r"""The fake Duo account's log records: generated, held and reported.
 
 This module owns the data set: which records each account holds for each log
 endpoint, in Duo's order, and how they are generated from a seed. It is pure:
@@ -17,7 +18,7 @@ bucket number, once the bucket is complete.
 Hard cases are built in on purpose: runs of records sharing one millisecond
 and one second, runs straddling the edges of pages of 100, 500 and 1000, an
 administrator-log burst of more than 1000 events in one second, and string
-values carrying ``|``, ``=``, ``\\``, newlines, quotes and non-ASCII text.
+values carrying ``|``, ``=``, ``\``, newlines, quotes and non-ASCII text.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ import json
 import random
 import string
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from trio_dls.endpoints import Endpoint
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "ChildAccount",
@@ -52,6 +55,8 @@ __all__ = [
 JsonDict = dict[str, Any]
 
 _DAY = 86_400.0
+# A run of records sharing a time slot needs at least two.
+_MIN_RUN = 2
 
 # Fields duo_client's log helpers, or a log shipper, add to a record after it
 # left Duo; they take no part in a record's identity.
@@ -63,10 +68,10 @@ TRICKY_STRINGS = (
     "equals=sign",
     "back\\slash",
     "new\nline",
-    'quote"d \'both\'',
+    "quote\"d 'both'",
     "Zoë Ångström",
     "東京 ユーザー",
-    "mix |=\\\n\"é",
+    'mix |=\\\n"é',
     "tab\tand\rreturn",
 )
 
@@ -198,7 +203,7 @@ def _duo_key(rng: random.Random, prefix: str) -> str:
 
 def _text(rng: random.Random, plain: Sequence[str]) -> str:
     # One value in five is awkward: that is how often a SIEM writer meets one.
-    if rng.random() < 0.2:  # noqa: PLR2004
+    if _chance(rng, 0.2):
         return rng.choice(TRICKY_STRINGS)
     return rng.choice(plain)
 
@@ -215,13 +220,17 @@ _BROWSERS = (("Chrome", "124.0.6367.91"), ("Firefox", "126.0"), ("Safari", "17.4
 _OSES = (("Mac OS X", "14.4"), ("Windows", "11"), ("Linux", "6.8"), ("iOS", "17.5"))
 
 
+def _chance(rng: random.Random, probability: float) -> bool:
+    return rng.random() < probability
+
+
 def _ip(rng: random.Random) -> str:
     return f"203.0.113.{rng.randrange(1, 255)}"
 
 
 def _location(rng: random.Random) -> JsonDict:
     city, state, country = rng.choice(_CITIES)
-    if rng.random() < 0.1:  # noqa: PLR2004
+    if _chance(rng, 0.1):
         city = rng.choice(TRICKY_STRINGS)
     return {"city": city, "country": country, "state": state}
 
@@ -243,7 +252,7 @@ def _auth(rng: random.Random, ts_us: int, index: int) -> JsonDict:
         "access_device": {
             "browser": browser,
             "browser_version": browser_version,
-            "epkey": _duo_key(rng, "EP") if rng.random() < 0.3 else None,  # noqa: PLR2004
+            "epkey": _duo_key(rng, "EP") if _chance(rng, 0.3) else None,
             "hostname": None,
             "ip": _ip(rng),
             "is_encryption_enabled": "unknown",
@@ -282,7 +291,7 @@ def _adminaction(rng: random.Random, ts_us: int, index: int) -> JsonDict:
     action = rng.choice(
         ("admin_login", "user_update", "group_create", "integration_update")
     )
-    if rng.random() < 0.5:  # noqa: PLR2004
+    if _chance(rng, 0.5):
         description = json.dumps(
             {"email": f"u{index}@example.com", "realname": _text(rng, _USERS)}
         )
@@ -320,7 +329,7 @@ def _activity(rng: random.Random, ts_us: int, _index: int) -> JsonDict:
     name = rng.choice(("admin_login", "user_update", "phone_create"))
     # Older activity data has a string action, newer an object (DUO_API.md).
     action: str | JsonDict = (
-        name if rng.random() < 0.5 else {"name": name, "details": None}  # noqa: PLR2004
+        name if _chance(rng, 0.5) else {"name": name, "details": None}
     )
     actor_name = _text(rng, _USERS)
     target_name = _text(rng, _USERS)
@@ -366,10 +375,10 @@ def _trustmonitor(rng: random.Random, ts_us: int, index: int) -> JsonDict:
         "explanations": [
             {"summary": _text(rng, ("New country", "Unusual time")), "type": "NEW"}
         ],
-        "from_common_netblock": rng.random() < 0.5,  # noqa: PLR2004
-        "from_new_user": rng.random() < 0.2,  # noqa: PLR2004
+        "from_common_netblock": _chance(rng, 0.5),
+        "from_new_user": _chance(rng, 0.2),
         "low_risk_ip": False,
-        "priority_event": rng.random() < 0.3,  # noqa: PLR2004
+        "priority_event": _chance(rng, 0.3),
         "priority_reasons": [{"label": "United States", "type": "country"}],
         "sekey": _duo_key(rng, "SE"),
         "state": "new",
@@ -397,7 +406,7 @@ _BUILDERS: Mapping[Endpoint, Callable[[random.Random, int, int], JsonDict]] = {
 
 def _collapse(times: list[int], start: int, stop: int, unit: int) -> None:
     """Make ``times[start:stop]`` share the ``unit``-sized slot of the first."""
-    if start < 0 or stop > len(times) or stop - start < 2:  # noqa: PLR2004
+    if start < 0 or stop > len(times) or stop - start < _MIN_RUN:
         return
     slot = times[start] // unit * unit
     for i in range(start, stop):
@@ -424,8 +433,13 @@ def _base_times(
     return times
 
 
-def _rng(spec: DatasetSpec, account_id: str, endpoint: Endpoint, *extra: object) -> random.Random:
-    return random.Random(":".join(map(str, (spec.seed, account_id, endpoint, *extra))))
+def _rng(
+    spec: DatasetSpec, account_id: str, endpoint: Endpoint, *extra: object
+) -> random.Random:
+    # Reproducible test data, not secrets.
+    return random.Random(  # noqa: S311
+        ":".join(map(str, (spec.seed, account_id, endpoint, *extra)))
+    )
 
 
 def _build(
@@ -463,7 +477,9 @@ def generate_records(
     if endpoint is Endpoint.ADMINACTION and spec.admin_burst:
         # A burst of more events in one second than one v1 page can carry.
         burst_second = (end_us - span_us * 2 // 5) // 1_000_000 * 1_000_000
-        times.extend(burst_second + rng.randrange(1_000_000) for _ in range(spec.admin_burst))
+        times.extend(
+            burst_second + rng.randrange(1_000_000) for _ in range(spec.admin_burst)
+        )
     return _build(rng, endpoint, times, first_index=0)
 
 
@@ -477,7 +493,9 @@ def generate_live_bucket(
     rng = _rng(spec, account_id, endpoint, "live", bucket)
     width_us = int(spec.live_bucket * 1_000_000)
     start_us = bucket * width_us
-    times = sorted(start_us + rng.randrange(width_us) for _ in range(spec.live_per_bucket))
+    times = sorted(
+        start_us + rng.randrange(width_us) for _ in range(spec.live_per_bucket)
+    )
     return _build(rng, endpoint, times, first_index=1_000_000 + bucket * 1000)
 
 
@@ -538,7 +556,9 @@ class Dataset:
         """Return the held records of one account and endpoint, ascending."""
         return self._records[account_id, endpoint]
 
-    def add(self, account_id: str, endpoint: Endpoint, body: Mapping[str, Any], ts_ms: int) -> FakeRecord:
+    def add(
+        self, account_id: str, endpoint: Endpoint, body: Mapping[str, Any], ts_ms: int
+    ) -> FakeRecord:
         """Insert one hand-made record in its place (for tests)."""
         record = FakeRecord(ts_ms, record_key(endpoint, body), dict(body))
         records = self._records[account_id, endpoint]

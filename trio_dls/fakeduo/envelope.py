@@ -1,3 +1,4 @@
+# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """Duo's JSON envelope: ``{"stat": "OK", ...}`` and ``{"stat": "FAIL", ...}``.
 
 This module owns the shape of every answer body and the error values the pure
@@ -28,7 +29,7 @@ class DuoError:
         return fail_body(self.code, self.message, self.detail)
 
 
-def ok_body(response: Any) -> bytes:  # noqa: ANN401 - any JSON value
+def ok_body(response: object) -> bytes:
     """Return a success envelope around ``response``."""
     return json.dumps({"stat": "OK", "response": response}).encode("utf-8")
 

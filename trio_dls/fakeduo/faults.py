@@ -1,3 +1,4 @@
+# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """Misbehaviour on demand: rate limits, 5xx answers, delays, drops, bad JSON.
 
 This module owns the description of the faults (``Faults``, a frozen value a
@@ -12,11 +13,16 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 import attrs
 
-from trio_dls.endpoints import Endpoint
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+    from trio_dls.endpoints import Endpoint
+
+_HALF = 0.5
 
 __all__ = ["DropPoint", "FaultDice", "Faults", "Outcome", "RateLimiter"]
 
@@ -75,7 +81,9 @@ class RateLimiter:
         if per_minute <= 0:
             raise ValueError("the rate must be positive")
         self.per_second = per_minute / 60.0
-        self.capacity = float(burst if burst is not None else max(1, math.ceil(per_minute)))
+        self.capacity = float(
+            burst if burst is not None else max(1, math.ceil(per_minute))
+        )
         self._buckets: dict[Hashable, tuple[float, float]] = {}
 
     def allow(self, key: Hashable, now: float) -> bool:
@@ -105,7 +113,8 @@ class FaultDice:
     def __init__(self, faults: Faults) -> None:
         """Roll for ``faults``, seeded from ``faults.seed``."""
         self.faults = faults
-        self._rng = random.Random(faults.seed)
+        # Replayable dice, not secrets.
+        self._rng = random.Random(faults.seed)  # noqa: S311
 
     def roll(self, endpoint: Endpoint | None) -> Outcome:
         """Decide the fate of one request to ``endpoint``."""
@@ -116,7 +125,7 @@ class FaultDice:
         # does not reshuffle the others.
         error, kind, drop, malformed = (self._rng.random() for _ in range(4))
         if error < faults.error_rate:
-            return Outcome.ERROR_500 if kind < 0.5 else Outcome.ERROR_503  # noqa: PLR2004
+            return Outcome.ERROR_500 if kind < _HALF else Outcome.ERROR_503
         if drop < faults.drop_rate:
             return Outcome.DROP
         if malformed < faults.malformed_rate:

@@ -1,3 +1,4 @@
+# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """The contracts of Duo's five log endpoints, as plain functions.
 
 This module owns what each log endpoint accepts and answers: its path, its
@@ -26,14 +27,19 @@ The rules, per DUO_API.md:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.fakeduo.data import FakeRecord
 from trio_dls.fakeduo.envelope import DuoError, invalid_param, missing_param
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from trio_dls.fakeduo.data import FakeRecord
+
+JsonDict = dict[str, Any]
 
 __all__ = [
     "ADMIN_PAGE",
@@ -45,7 +51,7 @@ __all__ = [
     "endpoint_for_path",
 ]
 
-# "Querying for results more recent than two minutes will return as empty."
+# Duo: querying for results more recent than two minutes returns nothing.
 AVAILABILITY_DELAY = 120.0
 RETENTION = 180 * 86_400.0
 ADMIN_PAGE = 1000
@@ -72,6 +78,7 @@ _MAX_LIMIT = {
     Endpoint.TRUSTMONITOR: 500,
 }
 _DEFAULT_LIMIT = 100
+_CURSOR_PARTS = 2
 
 
 @attrs.frozen
@@ -104,7 +111,7 @@ def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
 
 def _int_param(
     params: Mapping[str, Sequence[str]], name: str, *, required: bool
-) -> int | None | DuoError:
+) -> int | DuoError | None:
     raw = _one(params, name)
     if raw is None:
         return missing_param(name) if required else None
@@ -133,9 +140,7 @@ def _window(
     return mintime, maxtime
 
 
-def _limit(
-    params: Mapping[str, Sequence[str]], endpoint: Endpoint
-) -> int | DuoError:
+def _limit(params: Mapping[str, Sequence[str]], endpoint: Endpoint) -> int | DuoError:
     limit = _int_param(params, "limit", required=False)
     if isinstance(limit, DuoError):
         return limit
@@ -157,7 +162,7 @@ def _descending(params: Mapping[str, Sequence[str]]) -> bool | DuoError:
 
 def _cursor(
     params: Mapping[str, Sequence[str]], endpoint: Endpoint
-) -> tuple[int, str] | None | DuoError:
+) -> tuple[int, str] | DuoError | None:
     name = "offset" if endpoint is Endpoint.TRUSTMONITOR else "next_offset"
     values = list(params.get(name, ()))
     if not values:
@@ -166,7 +171,7 @@ def _cursor(
     # repeated values (what duo_client does with a list); duo_client sorts
     # nothing on the wire, but be lenient about which part comes first.
     parts = values[0].split(",", 1) if len(values) == 1 else values
-    if len(parts) != 2:  # noqa: PLR2004
+    if len(parts) != _CURSOR_PARTS:
         return invalid_param(name)
     first, second = (p.strip() for p in parts)
     if not first.isdigit() and second.isdigit():
@@ -193,7 +198,7 @@ def _answer_admin(
     records: Sequence[FakeRecord],
     now: float,
     rules: LogRules,
-) -> Any | DuoError:  # noqa: ANN401 - a JSON value
+) -> list[JsonDict] | DuoError:
     mintime = _int_param(params, "mintime", required=False)
     if isinstance(mintime, DuoError):
         return mintime
@@ -227,7 +232,7 @@ def answer_log_query(
     records: Sequence[FakeRecord],
     now: float,
     rules: LogRules | None = None,
-) -> Any | DuoError:  # noqa: ANN401 - a JSON value
+) -> JsonDict | list[JsonDict] | DuoError:
     """Answer one GET on a log endpoint.
 
     ``records`` are the account's held records for ``endpoint`` in ascending
@@ -244,10 +249,10 @@ def answer_log_query(
     for checked in (window, limit, descending, cursor):
         if isinstance(checked, DuoError):
             return checked
-    assert isinstance(window, tuple)  # noqa: S101 - narrowing for mypy
-    assert isinstance(limit, int)  # noqa: S101
-    assert isinstance(descending, bool)  # noqa: S101
-    assert not isinstance(cursor, DuoError)  # noqa: S101
+    assert isinstance(window, tuple)
+    assert isinstance(limit, int)
+    assert isinstance(descending, bool)
+    assert not isinstance(cursor, DuoError)
     mintime, maxtime = window
     visible = _visible(records, mintime, min(maxtime, _cutoff_ms(now, rules)))
     if descending:

@@ -1,3 +1,4 @@
+# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """The fake Duo API as a real HTTPS (or HTTP) server on loopback, with trio.
 
 This module owns the sockets: the listener on 127.0.0.1, TLS with a
@@ -23,18 +24,21 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trustme
 
-from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo.app import Clock, FakeDuoApp, FakeDuoConfig, Plan, Stats
-from trio_dls.fakeduo.data import ChildAccount, FakeRecord
 from trio_dls.fakeduo.faults import DropPoint, Faults
 from trio_dls.fakeduo.wire import Request, RequestReader, WireError, render_response
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from trio_dls.endpoints import Endpoint
+    from trio_dls.fakeduo.data import ChildAccount, FakeRecord
 
 __all__ = ["FakeDuo", "serve_in_thread"]
 
@@ -55,7 +59,7 @@ class _PrefixedStream(trio.abc.Stream):
             size = len(self._prefix) if max_bytes is None else max_bytes
             data, self._prefix = self._prefix[:size], self._prefix[size:]
             return data
-        return await self._stream.receive_some(max_bytes)
+        return bytes(await self._stream.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._stream.send_all(data)
@@ -216,20 +220,24 @@ class FakeDuo:
     ) -> None:
         # A client that goes away, or sends garbage, ends its own connection
         # only; the server keeps serving the others.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, WireError):
+        with contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, WireError
+        ):
             async with raw:
                 await self._serve_connection(raw, ssl_context)
 
     async def _serve_connection(
         self, raw: trio.SocketStream, ssl_context: ssl.SSLContext | None
     ) -> None:
-        first = await raw.receive_some(_RECEIVE_SIZE)
+        first = bytes(await raw.receive_some(_RECEIVE_SIZE))
         if not first:
             return
         reader = RequestReader()
         stream: trio.abc.Stream = raw
         if ssl_context is not None and first[0] == _TLS_HANDSHAKE:
-            stream = trio.SSLStream(_PrefixedStream(first, raw), ssl_context, server_side=True)
+            stream = trio.SSLStream(
+                _PrefixedStream(first, raw), ssl_context, server_side=True
+            )
         else:
             reader.feed(first)
             if first.startswith(b"CONNECT "):
@@ -263,7 +271,7 @@ class FakeDuo:
             data = await stream.receive_some(_RECEIVE_SIZE)
             if not data:
                 return None
-            reader.feed(data)
+            reader.feed(bytes(data))
         return request
 
     @staticmethod
@@ -313,7 +321,7 @@ def serve_in_thread(fake: FakeDuo) -> Iterator[FakeDuo]:
     def run() -> None:
         try:
             trio.run(main)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             failure.append(exc)
             started.put(exc)
 

@@ -1,3 +1,4 @@
+# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """Just enough HTTP/1.1 for duo_client, without I/O.
 
 This module owns the bytes on the wire: it turns received bytes into
@@ -10,15 +11,19 @@ Chunked request bodies are refused; duo_client never sends them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["Request", "RequestReader", "Response", "WireError", "render_response"]
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
+_REQUEST_LINE_PARTS = 3
 
 
 class WireError(Exception):
@@ -69,6 +74,18 @@ def render_response(response: Response, *, keep_alive: bool) -> bytes:
     return head.encode("latin-1") + response.body
 
 
+def _parse_headers(lines: Sequence[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise WireError(f"bad header line {line!r}")
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
 class RequestReader:
     """Accumulates received bytes and yields complete requests."""
 
@@ -102,17 +119,10 @@ class RequestReader:
             raise WireError("undecodable head") from exc
         request_line, *header_lines = head.split("\r\n")
         parts = request_line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):  # noqa: PLR2004
+        if len(parts) != _REQUEST_LINE_PARTS or not parts[2].startswith("HTTP/1."):
             raise WireError(f"bad request line {request_line!r}")
         method, target, version = parts
-        headers: dict[str, str] = {}
-        for line in header_lines:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise WireError(f"bad header line {line!r}")
-            key = name.lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        headers = _parse_headers(header_lines)
         if "chunked" in headers.get("transfer-encoding", "").lower():
             raise WireError("chunked request bodies are not supported")
         try:
