@@ -15,12 +15,15 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from trio_dls import __version__
 from trio_dls.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SKEY = "cLiSkEyCliSkEyCliSkEyCliSkEyCliSkEy00042"
 

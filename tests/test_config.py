@@ -91,8 +91,8 @@ def test_dls_template_loads(tmp_path: Path) -> None:
     assert config.version == "1.0.0"
     assert config.dls_settings.log_filepath == "/tmp/duologsync.log"
     assert config.dls_settings.log_format is LogFormat.JSON
-    assert config.dls_settings.api.offset == 180
-    assert config.dls_settings.api.timeout == 120
+    assert config.dls_settings.api.offset == 180.0
+    assert config.dls_settings.api.timeout == 120.0
     assert config.dls_settings.checkpointing.enabled is True
     assert config.dls_settings.checkpointing.directory == "/tmp"
     assert config.dls_settings.proxy.enabled is False
@@ -168,7 +168,7 @@ def test_minimal_config_takes_dls_defaults(env: Environment) -> None:
     settings = load_config_text(text, "c.yml", env).dls_settings
     assert settings.log_filepath == "/tmp/duologsync.log"
     assert settings.log_format is LogFormat.JSON
-    assert (settings.api.offset, settings.api.timeout) == (180, 120)
+    assert (settings.api.offset, settings.api.timeout) == (180.0, 120.0)
     assert settings.checkpointing.enabled is True
     assert settings.checkpointing.directory == "/home/dls/.local/state/trio-dls"
     assert settings.proxy.enabled is False
@@ -220,7 +220,8 @@ def test_tcpssl_is_accepted_in_lower_case(env: Environment, tmp_path: Path) -> N
 def test_dls_proxy_defaults_mean_no_proxy(env: Environment) -> None:
     """``proxy_server: ''`` and ``proxy_port: 0`` (DLS's defaults) mean no proxy."""
     text = edit(
-        "  checkpointing:", "  proxy:\n    proxy_server: ''\n    proxy_port: 0\n  checkpointing:"
+        "  checkpointing:",
+        "  proxy:\n    proxy_server: ''\n    proxy_port: 0\n  checkpointing:",
     )
     assert load_config_text(text, "c.yml", env).dls_settings.proxy.enabled is False
 
@@ -229,7 +230,8 @@ def test_proxy_is_read(env: Environment) -> None:
     """A proxy host and port are kept as given."""
     text = edit(
         "  checkpointing:",
-        "  proxy:\n    proxy_server: proxy.corp\n    proxy_port: '3128'\n  checkpointing:",
+        "  proxy:\n    proxy_server: proxy.corp\n    proxy_port: '3128'\n"
+        "  checkpointing:",
     )
     proxy = load_config_text(text, "c.yml", env).dls_settings.proxy
     assert (proxy.enabled, proxy.proxy_server, proxy.proxy_port) == (
@@ -250,7 +252,9 @@ def test_trustmonitor_with_cef_and_msp_is_accepted(env: Environment) -> None:
     text = (
         edit("log_format: JSON", "log_format: CEF")
         .replace("[auth, adminaction]", "[trustmonitor]")
-        .replace("  endpoint_server_mappings:", "  is_msp: true\n  endpoint_server_mappings:")
+        .replace(
+            "  endpoint_server_mappings:", "  is_msp: true\n  endpoint_server_mappings:"
+        )
     )
     config = load_config_text(text, "c.yml", env)
     assert config.account.is_msp is True
@@ -269,7 +273,10 @@ def test_ca_certs_is_resolved_next_to_the_config(
 ) -> None:
     """``account.ca_certs`` names a CA bundle, relative to the config file."""
     (tmp_path / "duo-ca.pem").write_text("pem")
-    text = edit("  endpoint_server_mappings:", "  ca_certs: duo-ca.pem\n  endpoint_server_mappings:")
+    text = edit(
+        "  endpoint_server_mappings:",
+        "  ca_certs: duo-ca.pem\n  endpoint_server_mappings:",
+    )
     account = load_config_text(text, "c.yml", env).account
     assert account.ca_certs == str(tmp_path / "duo-ca.pem")
 
@@ -304,8 +311,16 @@ def test_skey_is_masked_in_the_model(env: Environment) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("no", False), ("No", False), ("'False'", False), ("off", False),
-     ("yes", True), ("'true'", True), ("True", True), ("on", True)],
+    [
+        ("no", False),
+        ("No", False),
+        ("'False'", False),
+        ("off", False),
+        ("yes", True),
+        ("'true'", True),
+        ("True", True),
+        ("on", True),
+    ],
 )
 def test_boolean_spellings(env: Environment, value: str, expected: bool) -> None:  # noqa: FBT001
     """``enabled: no`` is false as it was in DLS (PyYAML), not the string 'no'."""
@@ -316,7 +331,9 @@ def test_boolean_spellings(env: Environment, value: str, expected: bool) -> None
 
 def test_is_msp_quoted_false_is_false(env: Environment) -> None:
     """``is_msp: 'False'`` (DLS's template says to use single quotes) is false."""
-    text = edit("  endpoint_server_mappings:", "  is_msp: 'False'\n  endpoint_server_mappings:")
+    text = edit(
+        "  endpoint_server_mappings:", "  is_msp: 'False'\n  endpoint_server_mappings:"
+    )
     assert load_config_text(text, "c.yml", env).account.is_msp is False
 
 
@@ -412,12 +429,16 @@ BROKEN = {
         "config.yml:13: servers[0].port: expected a whole number, got 9000.5",
     ),
     "is_msp maybe": (
-        edit("  endpoint_server_mappings:", "  is_msp: maybe\n  endpoint_server_mappings:"),
+        edit(
+            "  endpoint_server_mappings:",
+            "  is_msp: maybe\n  endpoint_server_mappings:",
+        ),
         "config.yml:19: account.is_msp: expected true or false, got 'maybe'",
     ),
     "enabled is a number": (
         edit("enabled: true", "enabled: 2"),
-        "config.yml:8: dls_settings.checkpointing.enabled: expected true or false, got 2",
+        "config.yml:8: dls_settings.checkpointing.enabled: expected true or "
+        "false, got 2",
     ),
     "offset -1": (
         edit("offset: 30", "offset: -1"),
@@ -485,7 +506,10 @@ BROKEN = {
         "config.yml:15: servers[1].id: duplicate server id 'siem'; ids must be unique",
     ),
     "ca_certs that does not exist": (
-        edit("  endpoint_server_mappings:", "  ca_certs: nope.pem\n  endpoint_server_mappings:"),
+        edit(
+            "  endpoint_server_mappings:",
+            "  ca_certs: nope.pem\n  endpoint_server_mappings:",
+        ),
         "config.yml:19: account.ca_certs: no such file: {tmp}/nope.pem",
     ),
     "no skey at all": (
@@ -518,7 +542,10 @@ BROKEN = {
         "quotes: '12345'",
     ),
     "proxy server without a port": (
-        edit("  checkpointing:", "  proxy:\n    proxy_server: proxy.corp\n  checkpointing:"),
+        edit(
+            "  checkpointing:",
+            "  proxy:\n    proxy_server: proxy.corp\n  checkpointing:",
+        ),
         "config.yml:7: dls_settings.proxy.proxy_port: proxy_server is set, so "
         "proxy_port is required (1 to 65535)",
     ),
@@ -538,7 +565,7 @@ BROKEN = {
     ),
     "duplicate YAML key": (
         edit("    offset: 30", "    offset: 30\n    offset: 40"),
-        'config.yml:6:5: invalid YAML: while constructing a mapping found '
+        "config.yml:6:5: invalid YAML: while constructing a mapping found "
         'duplicate key "offset" with value "40" (original value: "30")',
     ),
     "top level is a list": (
@@ -564,7 +591,10 @@ def test_every_mistake_is_reported_at_once(env: Environment) -> None:
         edit("offset: 30", "offset: 500")
         .replace("port: 9000", "port: 'x'")
         .replace("server: siem", "server: other")
-        .replace("  ikey: DIXXXXXXXXXXXXXXXXXX\n", "  ikey: DIXXXXXXXXXXXXXXXXXX\n  colour: blue\n")
+        .replace(
+            "  ikey: DIXXXXXXXXXXXXXXXXXX\n",
+            "  ikey: DIXXXXXXXXXXXXXXXXXX\n  colour: blue\n",
+        )
     )
     lines = problems_of(text, env)
     assert [line.split(": ")[0] for line in lines] == [
@@ -621,4 +651,6 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     path.write_bytes(b"version: '1.0.0'\nservers: \xff\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert [f"{path}: not UTF-8 text (at byte offset 26)"] == info.value.render().splitlines()
+    assert [
+        f"{path}: not UTF-8 text (at byte offset 26)"
+    ] == info.value.render().splitlines()

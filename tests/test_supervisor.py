@@ -7,7 +7,7 @@ fakes that record what happened, plugged into the real ``serve``.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -25,6 +25,9 @@ from trio_dls.supervisor import (
     refusing_sender,
     serve,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CONFIG = """\
 version: '1.0.0'
@@ -156,11 +159,11 @@ async def test_stop_lets_the_delivery_in_flight_finish(
 
     async def fetcher(context: FetcherContext) -> None:
         n = 0
-        while not context.stop.is_set:
-            with context.stop.cancels():
+        while True:
+            with context.stop.cancels() as fetching:
                 await trio.sleep(1)  # stands for a Duo call
                 n += 1
-            if context.stop.is_set:
+            if fetching.cancelled_caught:
                 return
             if context.endpoint is Endpoint.TELEPHONY:
                 if n == 2:
@@ -177,8 +180,8 @@ async def test_stop_lets_the_delivery_in_flight_finish(
         discover_accounts=single_account,
     )
 
-    assert [1, 2] == saved
-    assert [1, 2] == [p.records[0]["n"] for p in recorder.written["a"]]
+    assert saved == [1, 2]
+    assert [p.records[0]["n"] for p in recorder.written["a"]] == [1, 2]
     # Stop at t=5 (two fetches of 1 s, one delivery of 3 s), then 3 s more.
     assert trio.current_time() == pytest.approx(8.0)
 
@@ -212,7 +215,7 @@ async def test_grace_period_bounds_a_stuck_delivery(
         discover_accounts=single_account,
     )
 
-    assert [] == saved
+    assert saved == []
     assert trio.current_time() == pytest.approx(7.0)
 
 
@@ -261,7 +264,8 @@ async def test_a_fatal_error_tears_the_tree_down(config: Config) -> None:
             cancelled.append(context.endpoint)
 
     with pytest.RaisesGroup(
-        pytest.RaisesExc(FatalError, match="credentials rejected"), flatten_subgroups=True
+        pytest.RaisesExc(FatalError, match="credentials rejected"),
+        flatten_subgroups=True,
     ):
         await serve(
             config,
@@ -270,7 +274,7 @@ async def test_a_fatal_error_tears_the_tree_down(config: Config) -> None:
             sender=Recorder(),
             discover_accounts=single_account,
         )
-    assert [Endpoint.TELEPHONY] == cancelled
+    assert cancelled == [Endpoint.TELEPHONY]
 
 
 async def test_a_stalled_server_stops_its_fetchers(
@@ -302,7 +306,7 @@ async def test_a_stalled_server_stops_its_fetchers(
         await trio.sleep(3600)
         nursery.cancel_scope.cancel()
 
-    assert [] == handed_over
+    assert handed_over == []
 
 
 async def test_stop_during_account_discovery(config: Config) -> None:
@@ -325,7 +329,7 @@ async def test_stop_during_account_discovery(config: Config) -> None:
         fetcher=fetcher,
         discover_accounts=slow_discovery,
     )
-    assert [] == started
+    assert started == []
 
 
 async def test_refusing_sender_never_acknowledges(config: Config) -> None:

@@ -14,9 +14,8 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import trio
 
@@ -24,6 +23,9 @@ from trio_dls import __version__, logs
 from trio_dls.config import Config, ConfigError, Protocol, load_config, warnings_for
 from trio_dls.errors import FatalError
 from trio_dls.supervisor import DEFAULT_GRACE, serve
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger("trio_dls")
 

@@ -47,7 +47,6 @@ from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
-    IterableValidationNote,
 )
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -298,7 +297,7 @@ def format_path(path: KeyPath) -> str:
     return text
 
 
-class _ValueProblem(ValueError):
+class _InvalidValueError(ValueError):
     """A scalar hook's complaint; its text becomes a Problem's message."""
 
 
@@ -389,7 +388,7 @@ def _to_bool(value: object, _: type) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise _ValueProblem(f"expected true or false, got {_show(value)}")
+    raise _InvalidValueError(f"expected true or false, got {_show(value)}")
 
 
 def _to_int(value: object) -> int:
@@ -397,7 +396,7 @@ def _to_int(value: object) -> int:
         return value
     if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value)
-    raise _ValueProblem(f"expected a whole number, got {_show(value)}")
+    raise _InvalidValueError(f"expected a whole number, got {_show(value)}")
 
 
 def _to_number(value: object) -> float:
@@ -408,13 +407,13 @@ def _to_number(value: object) -> float:
             return float(value.strip())
         except ValueError:
             pass
-    raise _ValueProblem(f"expected a number, got {_show(value)}")
+    raise _InvalidValueError(f"expected a number, got {_show(value)}")
 
 
 def _to_str(value: object, _: type) -> str:
     if isinstance(value, str):
         return value
-    raise _ValueProblem(
+    raise _InvalidValueError(
         f"expected text, got {_show(value)}; put it in quotes: '{value}'"
     )
 
@@ -422,21 +421,21 @@ def _to_str(value: object, _: type) -> str:
 def _to_non_empty_str(value: object, _: type) -> str:
     text = _to_str(value, str)
     if not text.strip():
-        raise _ValueProblem("must not be empty")
+        raise _InvalidValueError("must not be empty")
     return text
 
 
 def _to_port(value: object, _: type) -> int:
     port = _to_int(value)
     if not 1 <= port <= 65535:  # noqa: PLR2004 - the TCP/UDP port range
-        raise _ValueProblem(f"must be a port from 1 to 65535, got {port}")
+        raise _InvalidValueError(f"must be a port from 1 to 65535, got {port}")
     return port
 
 
 def _to_offset(value: object, _: type) -> float:
     days = _to_number(value)
     if not 0 <= days <= DEFAULT_OFFSET_DAYS:
-        raise _ValueProblem(
+        raise _InvalidValueError(
             f"must be a number of days from 0 to 180 (Duo keeps 180 days of "
             f"logs), got {_show(value)}"
         )
@@ -446,19 +445,27 @@ def _to_offset(value: object, _: type) -> float:
 def _to_positive_seconds(value: object, _: type) -> float:
     seconds = _to_number(value)
     if not seconds > 0:
-        raise _ValueProblem(f"must be a number of seconds above 0, got {seconds:g}")
+        raise _InvalidValueError(
+            f"must be a number of seconds above 0, got {seconds:g}"
+        )
     return seconds
 
 
 def _to_secret(value: object, _: type) -> Secret:
     # The value is never echoed: a wrong type is reported by type alone.
     if not isinstance(value, str):
-        kind = "a list" if isinstance(value, list) else "a mapping" if isinstance(
-            value, dict
-        ) else "true or false" if isinstance(value, bool) else "a number"
-        raise _ValueProblem(f"expected text in quotes, got {kind}")
+        kind = (
+            "a list"
+            if isinstance(value, list)
+            else "a mapping"
+            if isinstance(value, dict)
+            else "true or false"
+            if isinstance(value, bool)
+            else "a number"
+        )
+        raise _InvalidValueError(f"expected text in quotes, got {kind}")
     if not value.strip():
-        raise _ValueProblem("must not be empty")
+        raise _InvalidValueError("must not be empty")
     return Secret(value.strip())
 
 
@@ -472,7 +479,7 @@ def _enum_hook(cls: type[E]) -> Callable[[object, type], E]:
     def to_member(value: object, _: type) -> E:
         if isinstance(value, str) and value.strip().lower() in by_name:
             return by_name[value.strip().lower()]
-        raise _ValueProblem(f"expected one of {choices}, got {_show(value)}")
+        raise _InvalidValueError(f"expected one of {choices}, got {_show(value)}")
 
     return to_member
 
@@ -481,14 +488,14 @@ def _endpoints_hook(value: object, _: type) -> tuple[Endpoint, ...]:
     # DLS's documentation shows both ``endpoints: 'telephony'`` and a list.
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
-        raise _ValueProblem("expected a list of endpoint names")
+        raise _InvalidValueError("expected a list of endpoint names")
     to_endpoint = _enum_hook(Endpoint)
     return tuple(dict.fromkeys(to_endpoint(item, Endpoint) for item in items))
 
 
 def _str_tuple_hook(value: object, _: type) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise _ValueProblem("expected a list")
+        raise _InvalidValueError("expected a list")
     return tuple(_to_str(item, str) for item in value)
 
 
@@ -500,9 +507,9 @@ def _non_empty_tuple(
 
     def hook(value: object, cls: type) -> tuple[Any, ...]:
         if not isinstance(value, list):
-            raise _ValueProblem("expected a list")
+            raise _InvalidValueError("expected a list")
         if not value:
-            raise _ValueProblem("must list at least one entry")
+            raise _InvalidValueError("must list at least one entry")
         return structure_items(value, cls)  # type: ignore[no-any-return]
 
     return hook
@@ -605,10 +612,8 @@ def _flatten(exc: BaseException, path: KeyPath) -> Iterator[Problem]:
         for sub, note in with_notes:
             if isinstance(note, AttributeValidationNote):
                 yield from _flatten(sub, (*path, note.name))
-            elif isinstance(note, IterableValidationNote):
+            else:
                 yield from _flatten(sub, (*path, note.index))
-            else:  # pragma: no cover - cattrs attaches one of the two above
-                yield from _flatten(sub, path)
         for sub in without_notes:
             yield from _flatten(sub, path)
     elif isinstance(exc, ForbiddenExtraKeysError):
@@ -625,7 +630,7 @@ def _flatten(exc: BaseException, path: KeyPath) -> Iterator[Problem]:
         )
     elif isinstance(exc, KeyError):
         yield Problem(path, "required key is missing")
-    elif isinstance(exc, _ValueProblem):
+    elif isinstance(exc, _InvalidValueError):
         yield Problem(path, str(exc))
     elif isinstance(exc, (TypeError, ValueError, AttributeError)):
         # A mapping where a list was expected, a list where a mapping was...
@@ -811,7 +816,7 @@ def _check_proxy(data: object) -> Iterator[Problem]:
     has_server = isinstance(server, str) and bool(server.strip())
     try:
         has_port = port is not None and _to_int(port) != 0
-    except _ValueProblem:
+    except _InvalidValueError:
         return  # reported by stage 2
     if has_server and not has_port:
         yield Problem(
@@ -905,9 +910,7 @@ def _resolve(config: Config, env: Environment) -> Config:
         settings,
         checkpointing=attrs.evolve(checkpointing, directory=str(directory)),
     )
-    return attrs.evolve(
-        config, account=account, servers=servers, dls_settings=settings
-    )
+    return attrs.evolve(config, account=account, servers=servers, dls_settings=settings)
 
 
 def warnings_for(config: Config) -> list[str]:
@@ -1014,7 +1017,9 @@ def load_config(path: Path, env: Environment | None = None) -> Config:
     except FileNotFoundError:
         raise ConfigError(name, [Problem((), "no such file")]) from None
     except PermissionError:
-        raise ConfigError(name, [Problem((), "cannot read: permission denied")]) from None
+        raise ConfigError(
+            name, [Problem((), "cannot read: permission denied")]
+        ) from None
     except OSError as exc:
         raise ConfigError(name, [Problem((), f"cannot read: {exc.strerror}")]) from None
     try:

@@ -14,18 +14,24 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
 
 FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK: Final = "********"
 
 
+def _utc(seconds: float | None) -> time.struct_time:
+    return time.gmtime(seconds)
+
+
 class RedactingFormatter(logging.Formatter):
     """A formatter that masks secrets in the whole formatted text, UTC times."""
 
-    converter = time.gmtime
+    converter = staticmethod(_utc)
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         """Mask each of *secrets* (empty ones are ignored)."""

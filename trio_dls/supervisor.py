@@ -115,7 +115,9 @@ class Delivery:
 class Outputs:
     """A fetcher's channels to the senders its endpoint is mapped to."""
 
-    def __init__(self, channels: Mapping[str, trio.MemorySendChannel[Delivery]]) -> None:
+    def __init__(
+        self, channels: Mapping[str, trio.MemorySendChannel[Delivery]]
+    ) -> None:
         """Own *channels* (server id → channel end), closing them at the end."""
         self._channels = dict(channels)
 
@@ -191,7 +193,7 @@ async def refusing_sender(context: SenderContext) -> None:
 
 
 async def configured_account(config: Config, stop: StopSignal) -> list[AccountRef]:
-    """The account whose credentials are in the config (MSP: issue 4)."""
+    """Return the account whose credentials are in the config (MSP: issue 4)."""
     del stop  # listing MSP children will be a Duo call that a stop cancels
     if config.account.is_msp:
         raise FatalError("is_msp: fetching MSP child accounts is not implemented yet")
@@ -252,7 +254,7 @@ async def serve(
     log.info("stopped")
 
 
-async def _run_tree(
+async def _run_tree(  # noqa: PLR0917 - a private step of serve
     config: Config,
     accounts: list[AccountRef],
     stop: StopSignal,
@@ -294,7 +296,9 @@ async def _run_tree(
                 )
                 for endpoint in config.account.endpoints
             ]
-            tree.start_soon(_run_account, fetcher, fetchers, name=f"account {account.name}")
+            tree.start_soon(
+                _run_account, fetcher, fetchers, name=f"account {account.name}"
+            )
         # Fetchers hold clones; once they all close theirs, senders see the end.
         for send in inputs.values():
             await send.aclose()

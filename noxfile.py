@@ -1,0 +1,49 @@
+"""Developer tasks: ``nox`` runs the tests, the linters and the type checker.
+
+Sessions use the interpreter nox itself runs on (any Python 3.11+), so a fresh
+machine needs nothing but Python and nox.  uv builds the environments when it
+is installed (``pip install 'nox[uv]'``), plain venv + pip otherwise.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    """Install the package (editable) and the dependency *groups*."""
+    requirements = [
+        requirement
+        for group in groups
+        for requirement in nox.project.dependency_groups(PYPROJECT, group)
+    ]
+    session.install("-e", ".", *requirements)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass pytest options after ``--``)."""
+    install(session, "tests")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff (``nox -s lint -- --fix`` to mend)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", *session.posargs, ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """Type-check the package, the tests and this file with mypy --strict."""
+    install(session, "typing")
+    session.run("mypy", *session.posargs)
