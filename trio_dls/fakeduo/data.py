@@ -411,6 +411,10 @@ def _collapse(times: list[int], start: int, stop: int, unit: int) -> None:
     slot = times[start] // unit * unit
     for i in range(start, stop):
         times[i] = slot + times[i] % unit
+    # Every index of the run now lies in one slot, and only neighbours that
+    # were already in that slot can move among them: sorting keeps the run at
+    # the same indices.
+    times.sort()
 
 
 def _base_times(
@@ -429,7 +433,6 @@ def _base_times(
         if count > page + 4:
             _collapse(times, page - 3, page + 3, ms)
             _collapse(times, count - page - 3, count - page + 3, ms)
-    times.sort()
     return times
 
 
