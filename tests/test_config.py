@@ -16,13 +16,14 @@ import pytest
 from trio_dls.config import (
     ConfigError,
     Environment,
-    LogFormat,
     Protocol,
     default_state_directory,
     load_config,
     load_config_text,
 )
 from trio_dls.endpoints import Endpoint
+from trio_dls.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.framing import Framing, OversizePolicy
 
 CONFIGS = Path(__file__).parent / "configs"
 SKEY = "sEcReTsKeYsEcReTsKeYsEcReTsKeYsEcReT0042"
@@ -215,6 +216,46 @@ def test_tcpssl_is_accepted_in_lower_case(env: Environment, tmp_path: Path) -> N
     server = load_config_text(text, "c.yml", env).servers[0]
     assert server.protocol is Protocol.TCPSSL
     assert Path(server.cert_filepath) == tmp_path / "ca.pem"
+
+
+def test_server_extensions_are_read(env: Environment, tmp_path: Path) -> None:
+    """The optional per-server keys of trio-dls are read, in any case."""
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text("pem")
+    text = edit(
+        "protocol: TCP",
+        "protocol: TCPSSL\n    cert_filepath: ca.pem\n    framing: Octet-Counting\n"
+        "    syslog_header: RFC5424\n    syslog_facility: LOCAL0\n"
+        "    client_cert_filepath: client.pem\n    client_key_filepath: client.key\n"
+        "    tls_server_name: siem.internal\n    tls_verify_hostname: no",
+    )
+    server = load_config_text(text, "c.yml", env).servers[0]
+    assert server.framing is Framing.OCTET_COUNTING
+    assert server.syslog_header is SyslogHeader.RFC5424
+    assert server.syslog_facility is Facility.LOCAL0
+    assert server.client_cert_filepath == str(tmp_path / "client.pem")
+    assert server.client_key_filepath == str(tmp_path / "client.key")
+    assert (server.tls_server_name, server.tls_verify_hostname) == (
+        "siem.internal",
+        False,
+    )
+
+
+def test_udp_extensions_are_read(env: Environment) -> None:
+    """A UDP server takes a datagram size limit and an oversize policy."""
+    text = edit(
+        "protocol: TCP", "protocol: UDP\n    udp_max_size: 8192\n    udp_oversize: drop"
+    )
+    server = load_config_text(text, "c.yml", env).servers[0]
+    assert (server.udp_max_size, server.udp_oversize) == (8192, OversizePolicy.DROP)
+
+
+def test_server_defaults_are_dls_behaviour(env: Environment) -> None:
+    """Without the extension keys a server behaves as DLS's did."""
+    server = load_config_text(BASE, "c.yml", env).servers[0]
+    assert server.framing is Framing.NEWLINE
+    assert server.syslog_header is SyslogHeader.NONE
+    assert server.tls_verify_hostname is True
 
 
 def test_dls_proxy_defaults_mean_no_proxy(env: Environment) -> None:
@@ -557,6 +598,42 @@ BROKEN = {
         edit("directory: state", "directory: afile"),
         "config.yml:9: dls_settings.checkpointing.directory: not a directory: "
         "{tmp}/afile",
+    ),
+    "framing on a UDP server": (
+        edit("protocol: TCP", "protocol: UDP\n    framing: octet-counting"),
+        "config.yml:15: servers[0].framing: framing applies to TCP and TCPSSL; "
+        "over UDP each record is one datagram",
+    ),
+    "unknown framing": (
+        edit("protocol: TCP", "protocol: TCP\n    framing: lines"),
+        "config.yml:15: servers[0].framing: expected one of newline, "
+        "octet-counting, got 'lines'",
+    ),
+    "UDP datagram limit too small": (
+        edit("protocol: TCP", "protocol: UDP\n    udp_max_size: 100"),
+        "config.yml:15: servers[0].udp_max_size: must be a number of bytes from "
+        "480 (what every syslog receiver accepts) to 65507, got 100",
+    ),
+    "client certificate on a plain TCP server": (
+        edit("protocol: TCP", "protocol: TCP\n    client_cert_filepath: c.pem"),
+        "config.yml:15: servers[0].client_cert_filepath: applies to TCPSSL "
+        "servers only",
+    ),
+    "client key without a client certificate": (
+        edit(
+            "protocol: TCP",
+            "protocol: TCPSSL\n    cert_filepath: system\n"
+            "    client_key_filepath: afile",
+        ),
+        "config.yml:16: servers[0].client_key_filepath: a client key needs "
+        "client_cert_filepath too",
+    ),
+    "unknown syslog facility": (
+        edit("protocol: TCP", "protocol: TCP\n    syslog_facility: local9"),
+        "config.yml:15: servers[0].syslog_facility: expected one of kern, user, "
+        "mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, "
+        "security, console, solaris-cron, local0, local1, local2, local3, local4, "
+        "local5, local6, local7, got 'local9'",
     ),
     "invalid YAML": (
         edit("    offset: 30", "    offset: [30"),

@@ -22,6 +22,7 @@ import trio
 from trio_dls import __version__, logs
 from trio_dls.config import Config, ConfigError, Protocol, load_config, warnings_for
 from trio_dls.errors import FatalError
+from trio_dls.formats import SyslogHeader
 from trio_dls.supervisor import DEFAULT_GRACE, serve
 
 if TYPE_CHECKING:
@@ -132,12 +133,21 @@ def describe(config: Config) -> str:
     ]
     if account.ca_certs:
         lines.append(f"             Duo API trusted via {account.ca_certs}")
-    lines.append(f"format:      {settings.log_format}")
+    lines.append(f"format:      {settings.log_format.upper()}")
     lines.append("servers:")
     for server in config.servers:
         transport = str(server.protocol)
         if server.protocol is Protocol.TCPSSL:
             transport += f", CA {server.cert_filepath}"
+            if server.client_cert_filepath:
+                transport += f", client certificate {server.client_cert_filepath}"
+        if server.protocol is Protocol.UDP:
+            transport += f", datagrams up to {server.udp_max_size} bytes, "
+            transport += f"{server.udp_oversize} larger ones"
+        else:
+            transport += f", {server.framing.replace('_', ' ')} framing"
+        if server.syslog_header is not SyslogHeader.NONE:
+            transport += f", {server.syslog_header.upper()} header"
         lines.append(f"  {server.id}: {server.hostname}:{server.port} ({transport})")
     lines.append("endpoints:")
     for endpoint in account.endpoints:

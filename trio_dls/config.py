@@ -53,6 +53,14 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from trio_dls.endpoints import Endpoint
+from trio_dls.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.framing import (
+    DEFAULT_OVERSIZE_POLICY,
+    DEFAULT_UDP_MAX_SIZE,
+    MIN_UDP_MAX_SIZE,
+    Framing,
+    OversizePolicy,
+)
 
 # --------------------------------------------------------------------------
 # The model
@@ -65,13 +73,6 @@ class Protocol(enum.StrEnum):
     TCP = "TCP"
     TCPSSL = "TCPSSL"
     UDP = "UDP"
-
-
-class LogFormat(enum.StrEnum):
-    """How records are written (DLS's names)."""
-
-    JSON = "JSON"
-    CEF = "CEF"
 
 
 class Secret:
@@ -107,6 +108,9 @@ NonEmptyStr = NewType("NonEmptyStr", str)
 Port = NewType("Port", int)
 OffsetDays = NewType("OffsetDays", float)
 PositiveSeconds = NewType("PositiveSeconds", float)
+DatagramSize = NewType("DatagramSize", int)
+# The largest UDP payload over IPv4.
+MAX_UDP_MAX_SIZE: Final = 65507
 
 DEFAULT_LOG_FILEPATH: Final = "/tmp/duologsync.log"  # noqa: S108 - DLS's default
 DEFAULT_OFFSET_DAYS: Final = 180.0
@@ -177,6 +181,16 @@ class Server:
     # The CA bundle that verifies a TCPSSL server (DLS's meaning); empty when
     # not needed, as in DLS's own template.
     cert_filepath: str = ""
+    # Extensions (see sample_config.yml).
+    framing: Framing = Framing.NEWLINE
+    syslog_header: SyslogHeader = SyslogHeader.NONE
+    syslog_facility: Facility = Facility.USER
+    client_cert_filepath: str = ""
+    client_key_filepath: str = ""
+    tls_server_name: str = ""
+    tls_verify_hostname: bool = True
+    udp_max_size: DatagramSize = DatagramSize(DEFAULT_UDP_MAX_SIZE)
+    udp_oversize: OversizePolicy = DEFAULT_OVERSIZE_POLICY
 
 
 @attrs.frozen
@@ -432,6 +446,16 @@ def _to_port(value: object, _: type) -> int:
     return port
 
 
+def _to_datagram_size(value: object, _: type) -> int:
+    size = _to_int(value)
+    if not MIN_UDP_MAX_SIZE <= size <= MAX_UDP_MAX_SIZE:
+        raise _InvalidValueError(
+            f"must be a number of bytes from {MIN_UDP_MAX_SIZE} (what every "
+            f"syslog receiver accepts) to {MAX_UDP_MAX_SIZE}, got {size}"
+        )
+    return size
+
+
 def _to_offset(value: object, _: type) -> float:
     days = _to_number(value)
     if not 0 <= days <= DEFAULT_OFFSET_DAYS:
@@ -472,9 +496,17 @@ def _to_secret(value: object, _: type) -> Secret:
 E = TypeVar("E", bound=enum.Enum)
 
 
-def _enum_hook(cls: type[E]) -> Callable[[object, type], E]:
-    by_name = {str(member.value).lower(): member for member in cls}
-    choices = ", ".join(str(member.value) for member in cls)
+def _enum_hook(cls: type[E], *, upper: bool = False) -> Callable[[object, type], E]:
+    # Matched by value when it is text, by name otherwise (syslog facilities).
+    def spelling(member: E) -> str:
+        value = member.value
+        return (value if isinstance(value, str) else member.name).lower()
+
+    by_name = {spelling(member).replace("-", "_"): member for member in cls}
+    by_name |= {spelling(member).replace("_", "-"): member for member in cls}
+    choices = ", ".join(spelling(member).replace("_", "-") for member in cls)
+    if upper:  # as DLS's documentation writes them
+        choices = choices.upper()
 
     def to_member(value: object, _: type) -> E:
         if isinstance(value, str) and value.strip().lower() in by_name:
@@ -525,10 +557,13 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(Port, _to_port)
     converter.register_structure_hook(OffsetDays, _to_offset)
     converter.register_structure_hook(PositiveSeconds, _to_positive_seconds)
+    converter.register_structure_hook(DatagramSize, _to_datagram_size)
     converter.register_structure_hook(Secret, _to_secret)
     _register_exact(converter, tuple[Endpoint, ...], _endpoints_hook)
     _register_exact(converter, tuple[str, ...], _str_tuple_hook)
     for cls in (Protocol, LogFormat):
+        converter.register_structure_hook(cls, _enum_hook(cls, upper=True))
+    for cls in (SyslogHeader, Facility, Framing, OversizePolicy):
         converter.register_structure_hook(cls, _enum_hook(cls))
     for item in (Server, EndpointServerMapping):
         _register_exact(
@@ -745,6 +780,40 @@ def _check_servers(data: object, env: Environment) -> Iterator[Problem]:
             why = _readable_file(env, cert.strip())
             if why:
                 yield Problem(("servers", index, "cert_filepath"), why)
+        yield from _check_server_extensions(index, server, env, is_tls=is_tls)
+
+
+def _check_server_extensions(
+    index: int, server: dict[str, object], env: Environment, *, is_tls: bool
+) -> Iterator[Problem]:
+    protocol = server.get("protocol")
+    is_udp = isinstance(protocol, str) and protocol.strip().upper() == "UDP"
+    framing = server.get("framing")
+    if is_udp and isinstance(framing, str) and framing.strip().lower() != "newline":
+        yield Problem(
+            ("servers", index, "framing"),
+            "framing applies to TCP and TCPSSL; over UDP each record is one datagram",
+        )
+    tls_only = ("client_cert_filepath", "client_key_filepath", "tls_server_name")
+    for key in tls_only:
+        value = server.get(key)
+        if not is_tls and isinstance(value, str) and value.strip():
+            yield Problem(("servers", index, key), "applies to TCPSSL servers only")
+    if not is_tls:
+        return
+    cert = server.get("client_cert_filepath")
+    key = server.get("client_key_filepath")
+    has_cert = isinstance(cert, str) and bool(cert.strip())
+    if isinstance(key, str) and key.strip() and not has_cert:
+        yield Problem(
+            ("servers", index, "client_key_filepath"),
+            "a client key needs client_cert_filepath too",
+        )
+    for name, value in (("client_cert_filepath", cert), ("client_key_filepath", key)):
+        if isinstance(value, str) and value.strip():
+            why = _readable_file(env, value.strip())
+            if why:
+                yield Problem(("servers", index, name), why)
 
 
 def _check_mappings(data: object) -> Iterator[Problem]:
@@ -892,12 +961,7 @@ def _resolve(config: Config, env: Environment) -> Config:
     if account.ca_certs:
         account = attrs.evolve(account, ca_certs=str(env.path(account.ca_certs)))
 
-    servers = tuple(
-        attrs.evolve(s, cert_filepath=str(env.path(s.cert_filepath)))
-        if s.protocol is Protocol.TCPSSL and s.cert_filepath != SYSTEM_CAS
-        else s
-        for s in config.servers
-    )
+    servers = tuple(_resolve_server(server, env) for server in config.servers)
 
     settings = config.dls_settings
     checkpointing = settings.checkpointing
@@ -911,6 +975,23 @@ def _resolve(config: Config, env: Environment) -> Config:
         checkpointing=attrs.evolve(checkpointing, directory=str(directory)),
     )
     return attrs.evolve(config, account=account, servers=servers, dls_settings=settings)
+
+
+def _resolve_server(server: Server, env: Environment) -> Server:
+    if server.protocol is not Protocol.TCPSSL:
+        return server
+
+    def resolved(value: str) -> str:
+        return str(env.path(value)) if value.strip() else ""
+
+    return attrs.evolve(
+        server,
+        cert_filepath=server.cert_filepath
+        if server.cert_filepath == SYSTEM_CAS
+        else resolved(server.cert_filepath),
+        client_cert_filepath=resolved(server.client_cert_filepath),
+        client_key_filepath=resolved(server.client_key_filepath),
+    )
 
 
 def warnings_for(config: Config) -> list[str]:
