@@ -561,10 +561,9 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(Secret, _to_secret)
     _register_exact(converter, tuple[Endpoint, ...], _endpoints_hook)
     _register_exact(converter, tuple[str, ...], _str_tuple_hook)
-    for cls in (Protocol, LogFormat):
-        converter.register_structure_hook(cls, _enum_hook(cls, upper=True))
-    for cls in (SyslogHeader, Facility, Framing, OversizePolicy):
-        converter.register_structure_hook(cls, _enum_hook(cls))
+    shouted: tuple[type[enum.Enum], ...] = (Protocol, LogFormat)
+    for cls in (*shouted, SyslogHeader, Facility, Framing, OversizePolicy):
+        converter.register_structure_hook(cls, _enum_hook(cls, upper=cls in shouted))
     for item in (Server, EndpointServerMapping):
         _register_exact(
             converter,
@@ -795,10 +794,10 @@ def _check_server_extensions(
             "framing applies to TCP and TCPSSL; over UDP each record is one datagram",
         )
     tls_only = ("client_cert_filepath", "client_key_filepath", "tls_server_name")
-    for key in tls_only:
-        value = server.get(key)
+    for name in tls_only:
+        value = server.get(name)
         if not is_tls and isinstance(value, str) and value.strip():
-            yield Problem(("servers", index, key), "applies to TCPSSL servers only")
+            yield Problem(("servers", index, name), "applies to TCPSSL servers only")
     if not is_tls:
         return
     cert = server.get("client_cert_filepath")
