@@ -561,9 +561,16 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(Secret, _to_secret)
     _register_exact(converter, tuple[Endpoint, ...], _endpoints_hook)
     _register_exact(converter, tuple[str, ...], _str_tuple_hook)
-    shouted: tuple[type[enum.Enum], ...] = (Protocol, LogFormat)
-    for cls in (*shouted, SyslogHeader, Facility, Framing, OversizePolicy):
-        converter.register_structure_hook(cls, _enum_hook(cls, upper=cls in shouted))
+    enums: list[tuple[type[enum.Enum], bool]] = [
+        (Protocol, True),  # written in capitals, as DLS's documentation does
+        (LogFormat, True),
+        (SyslogHeader, False),
+        (Facility, False),
+        (Framing, False),
+        (OversizePolicy, False),
+    ]
+    for cls, upper in enums:
+        converter.register_structure_hook(cls, _enum_hook(cls, upper=upper))
     for item in (Server, EndpointServerMapping):
         _register_exact(
             converter,
