@@ -214,7 +214,8 @@ def plan_request(
     unit = units_per_second(endpoint)
     now_units = math.floor(now * unit)
     horizon = now_units - limits.delay * unit - 1
-    oldest = now_units - limits.retention_days * SECONDS_PER_DAY * unit
+    # Rounded up, so that no request starts more than the retention before ``now``.
+    oldest = math.ceil(now * unit) - limits.retention_days * SECONDS_PER_DAY * unit
     if isinstance(cursor, AdminCursor):
         if endpoint is not Endpoint.ADMINACTION:
             msg = f"{endpoint.value} takes a WindowCursor, not {cursor!r}"
