@@ -1,0 +1,435 @@
+"""The sender task of each server: pages in, bytes on the wire, acknowledgements out.
+
+Theory of operation
+-------------------
+``SiemSender`` is the ``sender`` that ``serve`` runs once per server.  It
+reads ``Delivery`` items from the server's channel, one at a time, and sets a
+delivery's ``done`` only once every record of its page is written:
+
+* **TCP and TLS.**  A page becomes one *batch*, the bytes of all its records,
+  formatted (``trio_dls.formats``) and framed (``trio_dls.framing``).  The
+  connection is opened lazily, for the first batch.  A batch counts as written
+  once the server's TCP has acknowledged all of it
+  (``StreamConnection.wait_acknowledged``).  If the connection cannot be made
+  or breaks, the sender waits (``Backoff``: capped, exponential, jittered),
+  reconnects and writes the *whole* batch again, for ever: a record may arrive
+  twice, none is lost.  A connection the server closed while idle is replaced
+  at once, without waiting.
+* **UDP.**  Each record is one datagram, cut or dropped by the server's
+  ``udp_oversize`` policy when above ``udp_max_size``; each such record is
+  logged with its endpoint and sizes and counted in the server's
+  ``DatagramCounters``.  The hostname is resolved when the socket is opened,
+  then again only every ``udp_resolve_interval`` seconds or after an error,
+  never per record, and in a thread (trio's ``getaddrinfo``).  UDP cannot
+  confirm delivery; a datagram counts as written once the kernel took it.  A
+  send error other than the datagram's size (e.g. the host answered "port
+  unreachable") is retried like a broken stream.
+
+Waiting is bounded: connecting by ``connect_timeout``, writing a batch (to the
+last acknowledged byte) by ``write_timeout``, after which the server is taken
+for stalled, the connection dropped and the batch written again on a new one.
+A server that never reads therefore holds its fetchers (backpressure: the
+channels have no buffer, so nothing piles up in memory) but never a shutdown:
+the supervisor's grace deadline cancels the sender wherever it waits, and a
+cancelled batch is never acknowledged.
+
+Logs say what changes, not every attempt: the first failure (and any change of
+reason) as a warning with what is waiting and when the next try is; further
+attempts at debug level; recovery once, at info.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+
+from trio_dls.config import Protocol, Server
+from trio_dls.errors import FatalError
+from trio_dls.formats import MessageSettings, format_message
+from trio_dls.framing import (
+    Datagram,
+    DatagramCounters,
+    DatagramOutcome,
+    Framing,
+    frame_datagram,
+    frame_for_stream,
+)
+from trio_dls.pacing import Backoff
+from trio_dls.transports import (
+    DatagramConnection,
+    DatagramTooLargeError,
+    StreamConnection,
+    TransportError,
+    describe_server,
+    open_datagram,
+    protocol_opener,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from trio_dls.supervisor import Delivery, Page, SenderContext
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT: Final = 30.0
+# A page is at most a few megabytes; a server that acknowledges none of it in
+# a minute is stalled, not slow.
+WRITE_TIMEOUT: Final = 60.0
+CLOSE_TIMEOUT: Final = 5.0
+RECONNECT_FIRST: Final = 1.0
+RECONNECT_CAP: Final = 60.0
+# A SIEM's DNS name may move (a fail-over); a UDP sender cannot notice, so it
+# looks the name up again this often.
+UDP_RESOLVE_INTERVAL: Final = 60.0
+
+
+@attrs.frozen(kw_only=True)
+class Timing:
+    """How long a sender waits for what (seconds)."""
+
+    connect_timeout: float = CONNECT_TIMEOUT
+    write_timeout: float = WRITE_TIMEOUT
+    close_timeout: float = CLOSE_TIMEOUT
+    reconnect_first: float = RECONNECT_FIRST
+    reconnect_cap: float = RECONNECT_CAP
+    udp_resolve_interval: float = UDP_RESOLVE_INTERVAL
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def stream_batch(
+    page: Page, settings: MessageSettings, framing: Framing, *, fallback_time_ms: int
+) -> bytes:
+    """Return every record of *page*, formatted and framed, as one batch."""
+    return b"".join(
+        frame_for_stream(
+            format_message(
+                record, page.endpoint, settings, fallback_time_ms=fallback_time_ms
+            ),
+            framing,
+        )
+        for record in page.records
+    )
+
+
+def _describe_page(page: Page) -> str:
+    return f"a page of {len(page.records)} {page.endpoint} record(s)"
+
+
+class _Health:
+    """What has been said about a server, so each change is logged once."""
+
+    def __init__(self, server: Server) -> None:
+        self.what = describe_server(server)
+        self.failures = 0
+        self.reason = ""
+        self.ever_connected = False
+
+    def connected(self, address: str = "") -> None:
+        where = f" at {address}" if address else ""
+        if not self.ever_connected:
+            log.info("%s: connected%s", self.what, where)
+            self.ever_connected = True
+        else:
+            log.debug("%s: connected again%s", self.what, where)
+
+    def failed(self, reason: str, delay: float, waiting: str) -> None:
+        self.failures += 1
+        if self.failures == 1 or reason != self.reason:
+            log.warning(
+                "%s: cannot deliver: %s; retrying in %.1f s, %s waiting"
+                " (until it works, further attempts are logged at debug level)",
+                self.what,
+                reason,
+                delay,
+                waiting,
+            )
+        else:
+            log.debug(
+                "%s: attempt %d failed: %s; retrying in %.1f s",
+                self.what,
+                self.failures,
+                reason,
+                delay,
+            )
+        self.reason = reason
+
+    def delivered(self) -> None:
+        if self.failures:
+            log.info(
+                "%s: delivering again, after %d failed attempt(s)",
+                self.what,
+                self.failures,
+            )
+        self.failures = 0
+        self.reason = ""
+
+
+@attrs.frozen
+class SiemSender:
+    """The sender task ``serve`` runs for each server (``sender=SiemSender()``).
+
+    ``hostname`` is how this host's name is found, once per sender, for the
+    syslog header and CEF prefix; ``timing``, ``rng`` and ``clock_ms`` (the
+    wall clock, for records without an event time) are there for tests.
+    ``counters`` holds each UDP server's ``DatagramCounters`` by server id.
+    """
+
+    hostname: Callable[[], str] = socket.gethostname
+    timing: Timing = Timing()
+    rng: random.Random = attrs.field(factory=random.Random)
+    clock_ms: Callable[[], int] = _wall_clock_ms
+    counters: dict[str, DatagramCounters] = attrs.field(factory=dict)
+
+    def _settings(self, context: SenderContext) -> MessageSettings:
+        name = self.hostname()
+        server = context.server
+        try:
+            return MessageSettings(
+                hostname=name,
+                log_format=context.config.dls_settings.log_format,
+                syslog_header=server.syslog_header,
+                facility=server.syslog_facility,
+            )
+        except ValueError as exc:
+            raise FatalError(
+                f"{describe_server(server)}: this host's name cannot be sent: {exc}"
+            ) from None
+
+    async def __call__(self, context: SenderContext) -> None:
+        """Ship every page of *context*'s channel until the channel ends."""
+        settings = self._settings(context)
+        backoff = Backoff(
+            rng=self.rng,
+            first=self.timing.reconnect_first,
+            cap=self.timing.reconnect_cap,
+        )
+        server = context.server
+        if server.protocol is Protocol.UDP:
+            counters = self.counters.setdefault(server.id, DatagramCounters())
+            udp = _DatagramSender(self, server, settings, backoff, counters)
+            await udp.run(context.deliveries)
+        else:
+            stream = _StreamSender(
+                self, server, settings, backoff, protocol_opener(server)
+            )
+            await stream.run(context.deliveries)
+
+
+class _StreamSender:
+    """One TCP or TLS server's sender."""
+
+    def __init__(
+        self,
+        owner: SiemSender,
+        server: Server,
+        settings: MessageSettings,
+        backoff: Backoff,
+        opener: Callable[[trio.Nursery], Awaitable[StreamConnection]],
+    ) -> None:
+        self._owner = owner
+        self._timing = owner.timing
+        self._server = server
+        self._settings = settings
+        self._backoff = backoff
+        self._open = opener
+        self._health = _Health(server)
+        self._connection: StreamConnection | None = None
+
+    async def run(self, deliveries: trio.MemoryReceiveChannel[Delivery]) -> None:
+        async with deliveries, trio.open_nursery() as nursery:
+            try:
+                async for delivery in deliveries:
+                    batch = stream_batch(
+                        delivery.page,
+                        self._settings,
+                        self._server.framing,
+                        fallback_time_ms=self._owner.clock_ms(),
+                    )
+                    if batch:
+                        await self._write(batch, delivery.page, nursery)
+                    delivery.done.set()
+            finally:
+                with trio.move_on_after(self._timing.close_timeout):
+                    await self._discard()
+
+    async def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.aclose()
+
+    async def _connect(self, nursery: trio.Nursery) -> StreamConnection:
+        if self._connection is not None and not self._connection.is_open:
+            # Receivers close idle connections (and restart); that is no
+            # failure: replace it at once.
+            log.debug("%s: the connection was closed; reopening", self._health.what)
+            await self._discard()
+        if self._connection is None:
+            try:
+                with trio.fail_after(self._timing.connect_timeout):
+                    self._connection = await self._open(nursery)
+            except trio.TooSlowError:
+                raise TransportError(
+                    f"no connection within {self._timing.connect_timeout:g} s"
+                ) from None
+            self._health.connected()
+        return self._connection
+
+    async def _write(self, batch: bytes, page: Page, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                connection = await self._connect(nursery)
+                try:
+                    with trio.fail_after(self._timing.write_timeout):
+                        await connection.send_all(batch)
+                        await connection.wait_acknowledged()
+                except trio.TooSlowError:
+                    raise TransportError(
+                        f"{len(batch)} bytes not acknowledged within"
+                        f" {self._timing.write_timeout:g} s: the server is not reading"
+                    ) from None
+            except TransportError as exc:
+                await self._discard()
+                delay = self._backoff.failed()
+                self._health.failed(str(exc), delay, _describe_page(page))
+                await trio.sleep(delay)
+            else:
+                self._backoff.succeeded()
+                self._health.delivered()
+                return
+
+
+class _DatagramSender:
+    """One UDP server's sender."""
+
+    def __init__(
+        self,
+        owner: SiemSender,
+        server: Server,
+        settings: MessageSettings,
+        backoff: Backoff,
+        counters: DatagramCounters,
+    ) -> None:
+        self._owner = owner
+        self._timing = owner.timing
+        self._server = server
+        self._settings = settings
+        self._backoff = backoff
+        self._counters = counters
+        self._health = _Health(server)
+        self._connection: DatagramConnection | None = None
+        self._resolve_at = float("-inf")
+
+    async def run(self, deliveries: trio.MemoryReceiveChannel[Delivery]) -> None:
+        async with deliveries:
+            try:
+                async for delivery in deliveries:
+                    await self._send_page(delivery.page)
+                    delivery.done.set()
+            finally:
+                if self._connection is not None:
+                    self._connection.close()
+
+    async def _send_page(self, page: Page) -> None:
+        fallback_time_ms = self._owner.clock_ms()
+        for record in page.records:
+            message = format_message(
+                record, page.endpoint, self._settings, fallback_time_ms=fallback_time_ms
+            )
+            datagram = frame_datagram(
+                message,
+                max_size=self._server.udp_max_size,
+                policy=self._server.udp_oversize,
+            )
+            if datagram.payload is not None:
+                try:
+                    await self._send(datagram.payload, page)
+                except DatagramTooLargeError as exc:
+                    datagram = Datagram(
+                        None, DatagramOutcome.DROPPED, len(message), len(message)
+                    )
+                    self._oversize(page, datagram, str(exc))
+                    self._counters.count(datagram)
+                    continue
+            if datagram.outcome is not DatagramOutcome.WHOLE:
+                self._oversize(page, datagram, "")
+            self._counters.count(datagram)
+
+    def _oversize(self, page: Page, datagram: Datagram, why: str) -> None:
+        if datagram.outcome is DatagramOutcome.TRUNCATED:
+            done = f"truncated, {datagram.lost_bytes} bytes cut"
+        else:
+            done = "dropped"
+        log.warning(
+            "%s: a %s record of %d bytes is above udp_max_size (%d)%s: %s",
+            self._health.what,
+            page.endpoint,
+            datagram.message_size,
+            self._server.udp_max_size,
+            f" and the system refuses it ({why})" if why else "",
+            done,
+        )
+
+    async def _reopen(self) -> DatagramConnection:
+        self._resolve_at = trio.current_time() + self._timing.udp_resolve_interval
+        try:
+            with trio.fail_after(self._timing.connect_timeout):
+                connection = await open_datagram(self._server)
+        except (TransportError, trio.TooSlowError) as exc:
+            current = self._connection
+            if current is None:
+                if isinstance(exc, trio.TooSlowError):
+                    raise TransportError(
+                        "the hostname did not resolve within"
+                        f" {self._timing.connect_timeout:g} s"
+                    ) from None
+                raise
+            # A DNS hiccup need not stop datagrams to an address that worked.
+            log.warning(
+                "%s: %s; still sending to %s",
+                self._health.what,
+                str(exc) or "the hostname did not resolve in time",
+                current.address,
+            )
+            return current
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = connection
+        self._health.connected(connection.address)
+        return connection
+
+    async def _send(self, payload: bytes, page: Page) -> None:
+        while True:
+            try:
+                connection = self._connection
+                if connection is None or trio.current_time() >= self._resolve_at:
+                    connection = await self._reopen()
+                await connection.send(payload)
+            except DatagramTooLargeError:
+                raise
+            except TransportError as exc:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+                delay = self._backoff.failed()
+                self._health.failed(str(exc), delay, _describe_page(page))
+                await trio.sleep(delay)
+            else:
+                if self._health.failures:
+                    self._backoff.succeeded()
+                    self._health.delivered()
+                return
+
+
+#: The sender to give ``serve`` (``serve(config, ..., sender=send_to_siem)``).
+send_to_siem: Final = SiemSender()
