@@ -127,7 +127,9 @@ def txids(data: bytes | Sequence[bytes]) -> list[str]:
 def sender(**options: Any) -> SiemSender:  # noqa: ANN401 - SiemSender fields
     """A ``SiemSender`` with a fixed hostname and fast retries."""
     options.setdefault("timing", FAST)
-    return SiemSender(hostname=lambda: "dls-host", clock_ms=lambda: 0, **options)
+    options.setdefault("hostname", lambda: "dls-host")
+    options.setdefault("clock_ms", lambda: 0)
+    return SiemSender(**options)
 
 
 async def one_account(config: Config, stop: StopSignal) -> list[AccountRef]:

@@ -11,7 +11,7 @@ import functools
 import socket
 import ssl
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -75,9 +75,9 @@ async def start_tcp_receiver(nursery: trio.Nursery) -> tuple[StreamReceiver, int
     return receiver, listeners[0].socket.getsockname()[1]
 
 
-def tls_server(pki: Pki, port: int, **options: object) -> Server:
+def tls_server(pki: Pki, port: int, **options: Any) -> Server:  # noqa: ANN401
     """A TLS server entry trusting *pki*'s CA, named siem.example."""
-    settings: dict[str, object] = {
+    settings: dict[str, Any] = {
         "cert_filepath": str(pki.ca_file),
         "tls_server_name": "siem.example",
     }

@@ -1,0 +1,558 @@
+"""Senders: pages through the real ``serve`` to real receivers, acknowledged.
+
+Rules for these tests: every receiver is on 127.0.0.1 with a port the kernel
+picks; the sender runs inside the real ``serve``, fed by a small fetcher that
+delivers fixed pages, so acknowledgements and the closing of channels are the
+real ones.  Tests with socket I/O run on the real clock with retries of a few
+milliseconds and every wait bounded by ``fail_after``; tests where only timers
+matter (a stalled receiver, the UDP re-resolution interval) run on the virtual
+clock.  Nothing sleeps in real time.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any, Literal
+
+import pytest
+import trio
+import trio.testing
+
+from tests.rsyslog_fixtures import (
+    ACCOUNT,
+    LogWaiter,
+    PageFeeder,
+    StreamReceiver,
+    deliver_all,
+    make_config,
+    make_pki,
+    make_server,
+    one_account,
+    pages_of,
+    sender,
+    txids,
+)
+from trio_dls.config import DatagramSize, Protocol, Server
+from trio_dls.endpoints import Endpoint
+from trio_dls.errors import FatalError
+from trio_dls.formats import LogFormat, MessageSettings, format_message
+from trio_dls.framing import DatagramCounters, Framing, OversizePolicy, frame_datagram
+from trio_dls.senders import Timing, stream_batch
+from trio_dls.supervisor import FetcherContext, Page, serve
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+LIMIT = 20.0  # seconds: the bound on any wait for the network
+SETTINGS = MessageSettings(hostname="dls-host")
+
+
+def expected_stream(
+    pages: list[Page],
+    framing: Framing = Framing.NEWLINE,
+    **settings: Any,  # noqa: ANN401
+) -> bytes:
+    """The bytes a receiver must get for *pages*, computed by the pure functions."""
+    message_settings = MessageSettings(hostname="dls-host", **settings)
+    return b"".join(
+        stream_batch(page, message_settings, framing, fallback_time_ms=0)
+        for page in pages
+    )
+
+
+async def start_tcp_receiver(nursery: trio.Nursery) -> tuple[StreamReceiver, int]:
+    """Serve a TCP receiver; return it and its port."""
+    receiver = StreamReceiver()
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, host="127.0.0.1"), receiver.handle, 0
+    )
+    return receiver, listeners[0].socket.getsockname()[1]
+
+
+async def bound_not_listening() -> trio.socket.SocketType:
+    """A TCP socket holding a port that refuses connections until it listens."""
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    await sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+# --------------------------------------------------------------------------
+# Batches: pure functions
+# --------------------------------------------------------------------------
+
+
+def test_a_batch_is_every_record_formatted_and_framed() -> None:
+    """A page's batch is its records' messages, each framed, in order."""
+    page = pages_of(1, 3)[0]
+    messages = [
+        format_message(r, Endpoint.AUTH, SETTINGS, fallback_time_ms=0)
+        for r in page.records
+    ]
+
+    newline = stream_batch(page, SETTINGS, Framing.NEWLINE, fallback_time_ms=0)
+    counted = stream_batch(page, SETTINGS, Framing.OCTET_COUNTING, fallback_time_ms=0)
+
+    assert b"".join(m + b"\n" for m in messages) == newline
+    assert b"".join(b"%d %b" % (len(m), m) for m in messages) == counted
+
+
+# --------------------------------------------------------------------------
+# TCP and TLS
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framing", list(Framing))
+async def test_tcp_pages_arrive_whole_and_in_order(
+    nursery: trio.Nursery, framing: Framing
+) -> None:
+    """Every record of every page reaches a TCP receiver, in order, intact."""
+    receiver, port = await start_tcp_receiver(nursery)
+    pages = pages_of(5, 20)
+
+    with trio.fail_after(LIMIT):
+        feeder = await deliver_all(make_server(port, framing=framing), pages)
+        await receiver.wait_for(lambda r: len(r.data) >= len(expected_stream(pages)))
+
+    assert feeder.delivered == 5
+    assert expected_stream(pages, framing) == receiver.data
+    assert len(receiver.connections) == 1
+
+
+async def test_tls_pages_arrive_over_mutual_tls_as_cef(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Over mutual TLS with octet counting, CEF records arrive intact."""
+    pki = make_pki(tmp_path, ["siem.example"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    pki.server_cert.configure_cert(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    pki.ca.configure_trust(context)
+    receiver = StreamReceiver()
+    listeners = await nursery.start(
+        functools.partial(trio.serve_ssl_over_tcp, host="127.0.0.1"),
+        receiver.handle,
+        0,
+        context,
+    )
+    server = make_server(
+        listeners[0].transport_listener.socket.getsockname()[1],
+        Protocol.TCPSSL,
+        cert_filepath=str(pki.ca_file),
+        tls_server_name="siem.example",
+        client_cert_filepath=str(pki.client_cert_file),
+        client_key_filepath=str(pki.client_key_file),
+        framing=Framing.OCTET_COUNTING,
+    )
+    pages = pages_of(3, 10)
+    expected = expected_stream(pages, Framing.OCTET_COUNTING, log_format=LogFormat.CEF)
+
+    with trio.fail_after(LIMIT):
+        await deliver_all(server, pages, log_format=LogFormat.CEF)
+        await receiver.wait_for(lambda r: len(r.data) >= len(expected))
+
+    assert expected == receiver.data
+
+
+async def test_server_down_at_start_is_retried_and_logged_once() -> None:
+    """A server down at start-up is retried until up; one warning, one recovery."""
+    held = await bound_not_listening()
+    port = held.getsockname()[1]
+    pages = pages_of(2, 5)
+    receiver = StreamReceiver()
+    with (
+        LogWaiter("trio_dls.senders", "cannot deliver") as warnings,
+        LogWaiter("trio_dls.senders", "attempt") as retries,
+        LogWaiter("trio_dls.senders", "delivering again") as recoveries,
+        trio.fail_after(LIMIT),
+    ):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(deliver_all, make_server(port), pages)
+            await retries.wait_for(3)
+            held.listen()
+            inner.start_soon(
+                trio.serve_listeners, receiver.handle, [trio.SocketListener(held)]
+            )
+            await receiver.wait_for(
+                lambda r: len(r.data) >= len(expected_stream(pages))
+            )
+            inner.cancel_scope.cancel()
+
+    assert expected_stream(pages) == receiver.data
+    assert (warnings.count, recoveries.count) == (1, 1)
+
+
+async def test_receiver_that_goes_away_and_comes_back_loses_no_record() -> None:
+    """A receiver leaving mid-stream and returning later gets every record."""
+    held = await bound_not_listening()
+    port = held.getsockname()[1]
+    held.listen()
+    pages = pages_of(10, 50)
+    first = StreamReceiver()
+    second = StreamReceiver()
+    gone = trio.Event()
+
+    async def leave_mid_stream(stream: trio.SocketStream) -> None:
+        # Keep everything this connection carries (what the sender's TCP saw
+        # acknowledged was read), but say goodbye after a few pages' worth.
+        received = bytearray()
+        first.connections.append(received)
+        async with stream:
+            while chunk := await stream.receive_some():
+                received += chunk
+                if len(received) > 3 * len(expected_stream(pages[:1])):
+                    break
+            await stream.send_eof()
+            while chunk := await stream.receive_some():
+                received += chunk
+        gone.set()
+
+    with (
+        LogWaiter("trio_dls.senders", "attempt") as retries,
+        trio.fail_after(LIMIT),
+    ):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(deliver_all, make_server(port), pages)
+            listener = trio.SocketListener(held)
+            stream = await listener.accept()
+            await leave_mid_stream(stream)
+            await listener.aclose()
+            # Away for a while: the sender meets refused connections.
+            await retries.wait_for(3)
+            back = await bound_again(port)
+            inner.start_soon(
+                trio.serve_listeners, second.handle, [trio.SocketListener(back)]
+            )
+            await second.wait_for(lambda r: "tx-000499" in txids(r.data))
+            inner.cancel_scope.cancel()
+
+    expected = [r["txid"] for page in pages for r in page.records]
+    got = txids(first.data) + txids(second.data)
+    assert set(expected) == set(got)
+    # Only the page in flight when the receiver left may come twice.
+    assert len(got) - len(expected) <= 50
+    assert gone.is_set()
+
+
+async def bound_again(port: int) -> trio.socket.SocketType:
+    """A listening socket on *port* again."""
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    await sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+async def test_connection_closed_while_idle_is_replaced_without_a_warning(
+    nursery: trio.Nursery,
+) -> None:
+    """A receiver closing an idle connection costs a reconnection, not an alarm."""
+    receiver = StreamReceiver()
+    pages = pages_of(2, 5)
+    one_page = len(expected_stream(pages[:1]))
+
+    async def close_after_one_page(stream: trio.SocketStream) -> None:
+        received = bytearray()
+        receiver.connections.append(received)
+        async with stream:
+            while len(received) < one_page and (chunk := await stream.receive_some()):
+                received += chunk
+        receiver.changed.set()
+
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, host="127.0.0.1"),
+        close_after_one_page,
+        0,
+    )
+    port = listeners[0].socket.getsockname()[1]
+
+    async def wait_for_close(index: int) -> None:
+        if index == 1:
+            await trio.testing.wait_all_tasks_blocked()
+
+    feeder = PageFeeder(pages, between=wait_for_close)
+    with (
+        LogWaiter("trio_dls.senders", "cannot deliver") as warnings,
+        trio.fail_after(LIMIT),
+    ):
+        await serve(
+            make_config(make_server(port)),
+            shutdown_trigger=trio.sleep_forever,
+            fetcher=feeder,
+            sender=sender(),
+            discover_accounts=one_account,
+        )
+        await receiver.wait_for(lambda r: len(r.connections) == 2)
+
+    assert warnings.count == 0
+    assert expected_stream(pages) == receiver.data
+
+
+async def test_a_receiver_that_stops_reading_stops_the_fetcher(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A receiver that never reads blocks the fetcher; shutdown still ends."""
+    del autojump_clock
+    stalled: list[trio.SocketStream] = []
+
+    async def never_read(stream: trio.SocketStream) -> None:
+        stalled.append(stream)
+        await trio.sleep_forever()
+
+    offered = 0
+    delivered = 0
+
+    async def endless(context: FetcherContext) -> None:
+        nonlocal offered, delivered
+        page = pages_of(1, 100, padding=1000)[0]
+        while True:
+            offered += 1
+            await context.outputs.deliver(page)
+            delivered += 1
+
+    stop = trio.Event()
+    timing = Timing(connect_timeout=60, write_timeout=3600)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, host="127.0.0.1"), never_read, 0
+        )
+        config = make_config(make_server(listeners[0].socket.getsockname()[1]))
+        with trio.fail_after(1000):
+            async with trio.open_nursery() as tree:
+                tree.start_soon(
+                    functools.partial(
+                        serve,
+                        config,
+                        shutdown_trigger=stop.wait,
+                        fetcher=endless,
+                        sender=sender(timing=timing),
+                        discover_accounts=one_account,
+                    )
+                )
+                await trio.sleep(300)
+                then = delivered
+                await trio.sleep(300)
+                assert (then, then + 1) == (delivered, offered)
+                stop.set()
+        nursery.cancel_scope.cancel()
+    # The kernel's buffers hold some pages; nothing else does.
+    assert delivered * 100 * 1100 < 64 << 20
+    for stream in stalled:
+        await trio.aclose_forcefully(stream)
+
+
+# --------------------------------------------------------------------------
+# The sender's set-up
+# --------------------------------------------------------------------------
+
+
+async def test_hostname_is_looked_up_once_per_sender(nursery: trio.Nursery) -> None:
+    """The host's name is asked once when the sender starts, not per page."""
+    receiver, port = await start_tcp_receiver(nursery)
+    calls = []
+
+    def hostname() -> str:
+        calls.append(1)
+        return "dls-host"
+
+    with trio.fail_after(LIMIT):
+        await deliver_all(make_server(port), pages_of(3, 2), sender(hostname=hostname))
+    assert len(calls) == 1
+    del receiver
+
+
+async def test_a_hostname_unfit_for_syslog_is_fatal() -> None:
+    """A host name with a space stops the program with a message, at once."""
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(FatalError, match="host.s name"), flatten_subgroups=True
+    ):
+        await deliver_all(
+            make_server(9), pages_of(1, 1), sender(hostname=lambda: "my host")
+        )
+
+
+# --------------------------------------------------------------------------
+# UDP
+# --------------------------------------------------------------------------
+
+
+async def udp_receiver() -> tuple[trio.socket.SocketType, int]:
+    """A UDP socket on loopback and its port."""
+    sock = trio.socket.socket(type=socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
+async def receive_datagrams(sock: trio.socket.SocketType, count: int) -> list[bytes]:
+    """The next *count* datagrams (the caller bounds the wait)."""
+    return [await sock.recv(1 << 17) for _ in range(count)]
+
+
+def udp_server(port: int, **options: Any) -> Server:  # noqa: ANN401
+    """A UDP server entry on loopback."""
+    return make_server(port, Protocol.UDP, **options)
+
+
+async def test_udp_each_record_is_one_datagram() -> None:
+    """Every record goes as one datagram holding exactly its message."""
+    sock, port = await udp_receiver()
+    pages = pages_of(3, 5)
+    with sock, trio.fail_after(LIMIT):
+        await deliver_all(udp_server(port), pages)
+        got = await receive_datagrams(sock, 15)
+
+    expected = [
+        format_message(r, Endpoint.AUTH, SETTINGS, fallback_time_ms=0)
+        for page in pages
+        for r in page.records
+    ]
+    assert expected == got
+
+
+@pytest.mark.parametrize("policy", list(OversizePolicy))
+async def test_udp_oversize_record_follows_the_policy_and_is_counted(
+    policy: OversizePolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An oversize record is cut or dropped as configured, logged and counted."""
+    sock, port = await udp_receiver()
+    big = Page(ACCOUNT, Endpoint.AUTH, (pages_of(1, 1, padding=2000)[0].records[0],))
+    small = pages_of(1, 2)
+    siem = sender()
+    with sock, trio.fail_after(LIMIT):
+        await deliver_all(
+            udp_server(port, udp_max_size=DatagramSize(480), udp_oversize=policy),
+            [big, *small],
+            siem,
+        )
+        got = await receive_datagrams(
+            sock, 3 if policy is OversizePolicy.TRUNCATE else 2
+        )
+
+    message = format_message(
+        big.records[0], Endpoint.AUTH, SETTINGS, fallback_time_ms=0
+    )
+    framed = frame_datagram(message, max_size=480, policy=policy)
+    if policy is OversizePolicy.TRUNCATE:
+        assert framed.payload == got[0]
+        expected = DatagramCounters(whole=2, truncated=1, lost_bytes=framed.lost_bytes)
+    else:
+        expected = DatagramCounters(whole=2, dropped=1, lost_bytes=len(message))
+    assert expected == siem.counters["siem"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert (
+        f"auth record of {len(message)} bytes is above udp_max_size (480)"
+        in warnings[0]
+    )
+
+
+async def test_udp_datagram_the_system_refuses_is_dropped_and_counted() -> None:
+    """A datagram too large for IP (EMSGSIZE) is dropped and counted; the rest go."""
+    sock, port = await udp_receiver()
+    huge = Page(ACCOUNT, Endpoint.AUTH, (pages_of(1, 1, padding=70_000)[0].records[0],))
+    small = pages_of(1, 2)
+    siem = sender()
+    # Above what the config accepts, so that the datagram reaches the socket.
+    server = udp_server(port, udp_max_size=DatagramSize(100_000))
+    with sock, trio.fail_after(LIMIT):
+        await deliver_all(server, [huge, *small], siem)
+        got = await receive_datagrams(sock, 2)
+
+    assert txids(got) == ["tx-000000", "tx-000001"]
+    assert (siem.counters["siem"].whole, siem.counters["siem"].dropped) == (2, 1)
+
+
+AddressInfo = (
+    tuple[
+        Literal[socket.AddressFamily.AF_INET],
+        socket.SocketKind,
+        int,
+        str,
+        tuple[str, int],
+    ]
+    | tuple[
+        Literal[socket.AddressFamily.AF_INET6],
+        socket.SocketKind,
+        int,
+        str,
+        tuple[str, int, int, int] | tuple[int, bytes],
+    ]
+)
+
+
+class CountingResolver(trio.abc.HostnameResolver):
+    """Resolves siem.test to 127.0.0.1, counting the look-ups."""
+
+    def __init__(self) -> None:
+        """Start with no look-ups."""
+        self.lookups = 0
+
+    async def getaddrinfo(  # noqa: PLR0917 - trio's interface
+        self,
+        host: bytes | None,
+        port: bytes | str | int | None,
+        family: int = 0,
+        type: int = 0,  # noqa: A002 - the interface's name
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[AddressInfo]:
+        """Answer 127.0.0.1 for siem.test."""
+        del family, proto, flags
+        assert host == b"siem.test"
+        self.lookups += 1
+        return [
+            (
+                socket.AddressFamily.AF_INET,
+                socket.SocketKind(type or socket.SOCK_DGRAM),
+                socket.IPPROTO_UDP,
+                "",
+                ("127.0.0.1", int(port or 0)),
+            )
+        ]
+
+    async def getnameinfo(
+        self, sockaddr: tuple[str, int] | tuple[str, int, int, int], flags: int
+    ) -> tuple[str, str]:
+        """Not used."""
+        raise NotImplementedError
+
+
+async def test_udp_resolves_once_per_interval_not_per_record(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The UDP hostname is looked up at the start and again after the interval."""
+    del autojump_clock
+    resolver = CountingResolver()
+    trio.socket.set_custom_hostname_resolver(resolver)
+    sock, port = await udp_receiver()
+    pages = pages_of(3, 10)
+
+    async def pause_before_last(index: int) -> None:
+        if index == 2:
+            await trio.sleep(61)
+
+    feeder = PageFeeder(pages, between=pause_before_last)
+    with sock:
+        await serve(
+            make_config(udp_server(port, hostname="siem.test")),
+            shutdown_trigger=trio.sleep_forever,
+            fetcher=feeder,
+            sender=sender(timing=Timing(udp_resolve_interval=60)),
+            discover_accounts=one_account,
+        )
+        got = await receive_datagrams(sock, 30)
+
+    assert resolver.lookups == 2
+    assert len(txids(got)) == 30
+
+
+async def test_sender_ends_when_the_channel_ends(nursery: trio.Nursery) -> None:
+    """With no pages and no fetchers left, the sender returns without connecting."""
+    receiver, port = await start_tcp_receiver(nursery)
+    with trio.fail_after(LIMIT):
+        await deliver_all(make_server(port), [])
+    assert receiver.connections == []
