@@ -1,5 +1,7 @@
 """Helpers for the sender suites: servers, configs, pages, certificates, receivers.
 
+And a real rsyslogd: ``running_rsyslog`` starts one on loopback.
+
 Used by ``test_transports``, ``test_senders`` and ``test_rsyslog`` (whose
 rsyslog-specific helpers live at the end).  Everything listens on 127.0.0.1
 with a port the kernel picks; nothing sleeps.
@@ -7,11 +9,16 @@ with a port the kernel picks; nothing sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 import socket
-from collections.abc import Callable, Sequence
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import attrs
 import trio
@@ -38,9 +45,6 @@ from trio_dls.supervisor import (
     StopSignal,
     serve,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 # Short waits, so that retries cost milliseconds of real time.
 FAST: Timing = Timing(
@@ -311,3 +315,125 @@ class LogWaiter(logging.Handler):
 def records_by_txid(pages: Sequence[Page]) -> Mapping[str, Any]:
     """Every record of *pages* by txid."""
     return {record["txid"]: record for page in pages for record in page.records}
+
+
+# --------------------------------------------------------------------------
+# rsyslog
+# --------------------------------------------------------------------------
+
+RSYSLOG_INPUTS = ("tcp", "gtls", "ossl_mtls", "udp")
+
+
+def find_rsyslogd() -> str | None:
+    """The path of rsyslogd (Debian puts it in /usr/sbin), or None."""
+    return shutil.which(
+        "rsyslogd", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"])
+    )
+
+
+def rsyslog_config(directory: Path, pki: Pki, ports: Mapping[str, int]) -> str:
+    """An rsyslog config with one listener per *ports* key, each to its own file.
+
+    Every input writes each message's raw bytes, as received, on a line of
+    ``<input>.log``: the test compares them with what trio-dls formatted.
+    """
+    inputs = {
+        "tcp": 'type="imtcp"',
+        "gtls": (
+            'type="imtcp" streamDriver.name="gtls" streamDriver.mode="1"'
+            ' streamDriver.authMode="anon"'
+        ),
+        "ossl_mtls": (
+            'type="imtcp" streamDriver.name="ossl" streamDriver.mode="1"'
+            ' streamDriver.authMode="x509/certvalid"'
+        ),
+        "udp": 'type="imudp"',
+    }
+    lines = [
+        # Before any input: the largest message any input accepts.
+        'global(maxMessageSize="256k"',
+        f'       workDirectory="{directory}"',
+        f'       defaultNetstreamDriverCAFile="{pki.ca_file}"',
+        f'       defaultNetstreamDriverCertFile="{pki.server_cert_file}"',
+        f'       defaultNetstreamDriverKeyFile="{pki.server_key_file}")',
+        'module(load="imtcp")',
+        'module(load="imudp")',
+        'template(name="raw" type="string" string="%rawmsg%\\n")',
+    ]
+    for name, port in ports.items():
+        lines += [
+            f'input({inputs[name]} address="127.0.0.1" port="{port}" ruleset="{name}")',
+            f'ruleset(name="{name}") {{',
+            f'  action(type="omfile" file="{directory / name}.log" template="raw")',
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _listening(port: int, kind: str) -> bool:
+    """Whether something on 127.0.0.1 listens on *port* (``tcp`` or ``udp``)."""
+    wanted = f"0100007F:{port:04X}"
+    with Path(f"/proc/net/{kind}").open(encoding="ascii") as table:
+        next(table)
+        for row in table:
+            fields = row.split()
+            # TCP state 0A is LISTEN; a bound UDP socket has state 07.
+            if fields[1] == wanted and fields[3] in {"0A", "07"}:
+                return True
+    return False
+
+
+@attrs.frozen
+class Rsyslog:
+    """A running rsyslogd, its ports and where each input writes."""
+
+    process: subprocess.Popen[bytes]
+    directory: Path
+    ports: Mapping[str, int]
+    pki: Pki
+
+    def output(self, name: str) -> Path:
+        """The file input *name* writes to."""
+        return self.directory / f"{name}.log"
+
+    def read(self, name: str) -> bytes:
+        """What input *name* wrote so far."""
+        path = self.output(name)
+        return path.read_bytes() if path.exists() else b""
+
+
+@contextlib.contextmanager
+def running_rsyslog(rsyslogd: str, directory: Path) -> Iterator[Rsyslog]:
+    """Start rsyslogd in the foreground on loopback; stop it at the end."""
+    pki = make_pki(directory, ["siem.example"])
+    ports = {
+        name: free_port(socket.SOCK_DGRAM if name == "udp" else socket.SOCK_STREAM)
+        for name in RSYSLOG_INPUTS
+    }
+    config = directory / "rsyslog.conf"
+    config.write_text(rsyslog_config(directory, pki, ports), encoding="utf-8")
+    with (directory / "rsyslogd.stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [rsyslogd, "-n", "-f", str(config), "-i", str(directory / "rsyslog.pid")],
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not all(
+            _listening(port, "udp" if name == "udp" else "tcp")
+            for name, port in ports.items()
+        ):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = (directory / "rsyslogd.stderr").read_text(errors="replace")
+                raise RuntimeError(f"rsyslogd did not start listening:\n{log}")
+            time.sleep(0.05)
+        yield Rsyslog(process, directory, ports, pki)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
