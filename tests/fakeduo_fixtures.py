@@ -123,6 +123,13 @@ def page_v2(
             params["next_offset"] = next_offset
 
 
+def status_and_code(error: BaseException) -> tuple[int, object]:
+    """Return duo_client's error status and Duo code (or the raw body text)."""
+    status: int = getattr(error, "status", 0)
+    data = getattr(error, "data", None)
+    return status, data["code"] if isinstance(data, dict) else data
+
+
 def raw_request(
     fake: FakeDuo,
     method: str,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from fakeduo_fixtures import small_spec
-
+from tests.fakeduo_fixtures import small_spec
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo.data import (
     TRICKY_STRINGS,

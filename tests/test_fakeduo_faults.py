@@ -6,20 +6,22 @@ import gc
 import http.client
 from typing import TYPE_CHECKING
 
-import duo_client
 import pytest
-from fakeduo_fixtures import (
+
+from tests.fakeduo_fixtures import (
     IGNORE_DUO_CLIENT_SSL_WARNING,
     admin_client,
     small_config,
+    status_and_code,
     window,
 )
-
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DropPoint, FakeDuo, Faults, serve_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import duo_client
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_DUO_CLIENT_SSL_WARNING)
 
@@ -38,11 +40,6 @@ def admin(fake: FakeDuo) -> duo_client.Admin:
     return admin_client(fake)
 
 
-def _status_and_code(error: RuntimeError) -> tuple[int, object]:
-    data = error.data  # type: ignore[attr-defined]
-    return error.status, data["code"] if isinstance(data, dict) else data  # type: ignore[attr-defined]
-
-
 def test_rate_limit_answers_429_42901_without_retry_after(
     fake: FakeDuo, admin: duo_client.Admin
 ) -> None:
@@ -52,9 +49,11 @@ def test_rate_limit_answers_429_42901_without_retry_after(
     admin.get_administrator_log()
     with pytest.raises(RuntimeError) as caught:
         admin.get_administrator_log()
-    response, _ = admin.api_call("GET", "/admin/v1/logs/administrator", {"mintime": "0"})
-    assert (429, 42901) == _status_and_code(caught.value)
-    assert (429, None) == (response.status, response.getheader("Retry-After"))
+    response, _ = admin.api_call(
+        "GET", "/admin/v1/logs/administrator", {"mintime": "0"}
+    )
+    assert status_and_code(caught.value) == (429, 42901)
+    assert (response.status, response.getheader("Retry-After")) == (429, None)
 
 
 def test_rate_limit_is_per_endpoint(fake: FakeDuo, admin: duo_client.Admin) -> None:
@@ -78,17 +77,19 @@ def test_counters_count_requests_and_429s_per_account_and_endpoint() -> None:
                 admin.get_administrator_log()
     key = (fake.account_id, Endpoint.ADMINACTION)
     stats = fake.stats()
-    assert (4, 3) == (stats.requests[key], stats.rate_limited[key])
+    assert (stats.requests[key], stats.rate_limited[key]) == (4, 3)
 
 
-def test_server_errors_are_500s_and_503s(fake: FakeDuo, admin: duo_client.Admin) -> None:
+def test_server_errors_are_500s_and_503s(
+    fake: FakeDuo, admin: duo_client.Admin
+) -> None:
     """At error rate 1, every call fails with a 500 (Duo envelope) or a 503 (text)."""
     fake.faults = Faults(error_rate=1.0, seed=1)
     seen = set()
     for _ in range(12):
         with pytest.raises(RuntimeError) as caught:
             admin.get_administrator_log()
-        seen.add(_status_and_code(caught.value))
+        seen.add(status_and_code(caught.value))
     assert {(500, 50000), (503, "Service Unavailable")} == seen
 
 
@@ -100,23 +101,25 @@ def test_faults_can_be_turned_off_while_serving(
     with pytest.raises(RuntimeError):
         admin.get_administrator_log()
     fake.faults = Faults()
-    assert 60 == len(admin.get_administrator_log())
+    assert len(admin.get_administrator_log()) == 60
 
 
 def test_faults_can_target_one_endpoint(fake: FakeDuo, admin: duo_client.Admin) -> None:
     """Faults limited to trust monitor leave the administrator log alone."""
     fake.faults = Faults(error_rate=1.0, endpoints=frozenset({Endpoint.TRUSTMONITOR}))
-    assert 60 == len(admin.get_administrator_log())
+    assert len(admin.get_administrator_log()) == 60
     with pytest.raises(RuntimeError):
         admin.get_trust_monitor_events_by_offset(*window())
 
 
-def test_malformed_json_is_a_bad_response(fake: FakeDuo, admin: duo_client.Admin) -> None:
+def test_malformed_json_is_a_bad_response(
+    fake: FakeDuo, admin: duo_client.Admin
+) -> None:
     """A 200 with truncated JSON makes duo_client raise 'Received bad response'."""
     fake.faults = Faults(malformed_rate=1.0)
     with pytest.raises(RuntimeError, match="bad response") as caught:
         admin.get_administrator_log()
-    assert 200 == caught.value.status  # type: ignore[attr-defined]
+    assert status_and_code(caught.value)[0] == 200
 
 
 # duo_client does not close its connection when a call raises; the socket is

@@ -67,7 +67,9 @@ def _duo_client_auth(
 )
 def test_canonical_params_match_duo_client(params: dict[str, list[str]]) -> None:
     """Any parameters canonicalise exactly as duo_client canonicalises them."""
-    expected = duo_client.client.canon_params(duo_client.client.normalize_params(params))
+    expected = duo_client.client.canon_params(
+        duo_client.client.normalize_params(params)
+    )
     assert expected == canonical_params(params)
 
 
@@ -91,13 +93,17 @@ def test_canonical_request_matches_duo_client_for_v2_v4_v5() -> None:
 def test_duo_client_signatures_of_every_version_verify() -> None:
     """v5, v4, v2-SHA512 and v2-SHA1 signatures made by duo_client are accepted."""
     date = email.utils.formatdate()
-    for version, digestmod in ((5, hashlib.sha512), (4, hashlib.sha512),
-                               (2, hashlib.sha512), (2, hashlib.sha1)):
+    for version, digestmod in (
+        (5, hashlib.sha512),
+        (4, hashlib.sha512),
+        (2, hashlib.sha512),
+        (2, hashlib.sha1),
+    ):
         auth = _duo_client_auth(date, version, digestmod)
         verdict = verify_request(
             _request(date), auth, INTEGRATIONS, now=time.time(), max_skew=300
         )
-        assert CREDS == verdict
+        assert verdict == CREDS
 
 
 def test_wrong_skey_is_a_bad_signature() -> None:
@@ -106,7 +112,7 @@ def test_wrong_skey_is_a_bad_signature() -> None:
     auth = _duo_client_auth(date, 5)
     wrong = {CREDS.ikey: Credentials(CREDS.ikey, "another-skey")}
     verdict = verify_request(_request(date), auth, wrong, now=None, max_skew=None)
-    assert BAD_SIGNATURE == verdict
+    assert verdict == BAD_SIGNATURE
 
 
 def test_unknown_ikey_is_refused_before_the_signature() -> None:
@@ -114,7 +120,7 @@ def test_unknown_ikey_is_refused_before_the_signature() -> None:
     date = email.utils.formatdate()
     auth = _duo_client_auth(date, 5)
     verdict = verify_request(_request(date), auth, {}, now=None, max_skew=None)
-    assert UNKNOWN_IKEY == verdict
+    assert verdict == UNKNOWN_IKEY
 
 
 def test_tampered_parameter_is_a_bad_signature() -> None:
@@ -123,7 +129,7 @@ def test_tampered_parameter_is_a_bad_signature() -> None:
     auth = _duo_client_auth(date, 5)
     tampered = _request(date, {**PARAMS, "mintime": ["0"]})
     verdict = verify_request(tampered, auth, INTEGRATIONS, now=None, max_skew=None)
-    assert BAD_SIGNATURE == verdict
+    assert verdict == BAD_SIGNATURE
 
 
 def test_date_within_skew_is_accepted_and_beyond_it_refused() -> None:
@@ -131,11 +137,21 @@ def test_date_within_skew_is_accepted_and_beyond_it_refused() -> None:
     now = time.time()
     old = email.utils.formatdate(now - 70)
     older = email.utils.formatdate(now - 301)
-    assert CREDS == verify_request(
-        _request(old), _duo_client_auth(old, 5), INTEGRATIONS, now=now, max_skew=300
+    assert (
+        verify_request(
+            _request(old), _duo_client_auth(old, 5), INTEGRATIONS, now=now, max_skew=300
+        )
+        == CREDS
     )
-    assert BAD_DATE == verify_request(
-        _request(older), _duo_client_auth(older, 5), INTEGRATIONS, now=now, max_skew=300
+    assert (
+        verify_request(
+            _request(older),
+            _duo_client_auth(older, 5),
+            INTEGRATIONS,
+            now=now,
+            max_skew=300,
+        )
+        == BAD_DATE
     )
 
 
@@ -146,4 +162,4 @@ def test_missing_or_malformed_authorization_is_missing_credentials() -> None:
         verdict = verify_request(
             _request(date), header, INTEGRATIONS, now=None, max_skew=None
         )
-        assert MISSING_CREDENTIALS == verdict
+        assert verdict == MISSING_CREDENTIALS

@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """A fake Duo Admin API, for tests and the demo: real HTTPS, real signatures.
 
 duo_client talks to it unmodified. The package is split by what each module

@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """The fake Duo service's request handling, without I/O.
 
 This module owns what happens between a parsed request and the answer:
@@ -21,10 +20,11 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
+from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import envelope
 from trio_dls.fakeduo.data import (
     ChildAccount,
@@ -43,9 +43,6 @@ from trio_dls.fakeduo.signing import (
     verify_request,
 )
 from trio_dls.fakeduo.wire import Request, Response
-
-if TYPE_CHECKING:
-    from trio_dls.endpoints import Endpoint
 
 __all__ = ["ACCOUNT_LIST_PATH", "FakeDuoApp", "FakeDuoConfig", "Plan", "Stats"]
 

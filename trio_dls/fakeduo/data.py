@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 r"""The fake Duo account's log records: generated, held and reported.
 
 This module owns the data set: which records each account holds for each log
@@ -30,6 +29,7 @@ import json
 import random
 import string
 import uuid
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ import attrs
 from trio_dls.endpoints import Endpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "ChildAccount",

@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """Duo's JSON envelope: ``{"stat": "OK", ...}`` and ``{"stat": "FAIL", ...}``.
 
 This module owns the shape of every answer body and the error values the pure

@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """Misbehaviour on demand: rate limits, 5xx answers, delays, drops, bad JSON.
 
 This module owns the description of the faults (``Faults``, a frozen value a
@@ -17,10 +16,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from trio_dls.endpoints import Endpoint
+
 if TYPE_CHECKING:
     from collections.abc import Hashable
 
-    from trio_dls.endpoints import Endpoint
 
 _HALF = 0.5
 

@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """The contracts of Duo's five log endpoints, as plain functions.
 
 This module owns what each log endpoint accepts and answers: its path, its

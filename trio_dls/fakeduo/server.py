@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """The fake Duo API as a real HTTPS (or HTTP) server on loopback, with trio.
 
 This module owns the sockets: the listener on 127.0.0.1, TLS with a

@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """Duo's request signatures, checked the way Duo checks them.
 
 This module owns the canonical request string (signature versions 2, 4 and 5),
@@ -23,12 +22,13 @@ import email.utils
 import hashlib
 import hmac
 import urllib.parse
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable
 
 __all__ = [
     "AuthFailure",

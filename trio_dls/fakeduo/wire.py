@@ -1,4 +1,3 @@
-# Copyright (c) 2026 trio-dls contributors. MIT licence.
 """Just enough HTTP/1.1 for duo_client, without I/O.
 
 This module owns the bytes on the wire: it turns received bytes into
@@ -11,13 +10,10 @@ Chunked request bodies are refused; duo_client never sends them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
 import attrs
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
 
 __all__ = ["Request", "RequestReader", "Response", "WireError", "render_response"]
 
