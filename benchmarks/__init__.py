@@ -1,0 +1,1 @@
+"""Benchmarks: scripts run by hand or by ``nox -s bench``, never by pytest."""
