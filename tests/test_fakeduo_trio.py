@@ -70,7 +70,7 @@ async def test_two_minute_delay_follows_the_injected_clock(
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
         admin = admin_client(fake)
-        record = fake.app.add_record(
+        record = fake.add_record(
             Endpoint.TELEPHONY, {"telephony_id": "late-arrival"}, _now_ms() - 60_000
         )
         window = (_now_ms() - 90_000, _now_ms() + 3_600_000)

@@ -34,7 +34,7 @@ from trio_dls.fakeduo.faults import DropPoint, Faults
 from trio_dls.fakeduo.wire import Request, RequestReader, WireError, render_response
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from trio_dls.endpoints import Endpoint
     from trio_dls.fakeduo.data import ChildAccount, FakeRecord
@@ -172,6 +172,16 @@ class FakeDuo:
     ) -> list[FakeRecord]:
         """Return every record held for ``endpoint`` (ascending) as of now."""
         return self.app.held_records(endpoint, account_id)
+
+    def add_record(
+        self,
+        endpoint: Endpoint,
+        body: Mapping[str, Any],
+        ts_ms: int,
+        account_id: str | None = None,
+    ) -> FakeRecord:
+        """Hold one more hand-made record, sorted at ``ts_ms``."""
+        return self.app.add_record(endpoint, body, ts_ms, account_id)
 
     def stats(self) -> Stats:
         """Return a snapshot of the request counters."""
