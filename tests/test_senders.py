@@ -169,6 +169,7 @@ async def test_server_down_at_start_is_retried_and_logged_once() -> None:
         LogWaiter("trio_dls.senders", "attempt") as retries,
         LogWaiter("trio_dls.senders", "delivering again") as recoveries,
         trio.fail_after(LIMIT),
+        held,
     ):
         async with trio.open_nursery() as inner:
             inner.start_soon(deliver_all, make_server(port), pages)
@@ -223,12 +224,12 @@ async def test_receiver_that_goes_away_and_comes_back_loses_no_record() -> None:
             await listener.aclose()
             # Away for a while: the sender meets refused connections.
             await retries.wait_for(3)
-            back = await bound_again(port)
-            inner.start_soon(
-                trio.serve_listeners, second.handle, [trio.SocketListener(back)]
-            )
-            await second.wait_for(lambda r: "tx-000499" in txids(r.data))
-            inner.cancel_scope.cancel()
+            with await bound_again(port) as back:
+                inner.start_soon(
+                    trio.serve_listeners, second.handle, [trio.SocketListener(back)]
+                )
+                await second.wait_for(lambda r: "tx-000499" in txids(r.data))
+                inner.cancel_scope.cancel()
 
     expected = [r["txid"] for page in pages for r in page.records]
     got = txids(first.data) + txids(second.data)
