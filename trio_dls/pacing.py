@@ -1,0 +1,120 @@
+"""When to ask Duo next: the request budget and the retry backoff (pure).
+
+Theory of operation
+-------------------
+Duo publishes no rate limit for its log endpoints and answers an excess with
+HTTP 429 and no Retry-After.  A fetcher with a backlog wants every request Duo
+will serve and not one more, so each (account, endpoint) has a ``RateBudget``
+that *finds* the limit and then stays just under it:
+
+* Requests are spaced ``interval`` seconds apart.  It starts short (4 a
+  second), so a backlog is not throttled by a guess.
+* A 429 right after another one means the pace is far too fast: the interval
+  doubles (a few steps reach Duo's two requests a minute from anywhere).
+* A 429 after a served request means the limit lies just above the served
+  pace: the interval grows by 5% only, and the *probe* (the 2% by which each
+  served request shortens the interval) is halved, down to 0.1%.  So the pace
+  oscillates ever more closely under the limit, and a 429 becomes rare.
+* Fifty served requests in a row double the probe again (up to 5%): a limit
+  that was raised is found again.
+
+This works whether Duo counts requests in a sliding minute or in a token
+bucket, and wastes nothing but the occasional refused request (which returns
+no records and moves no cursor).  The wait after a 429 is one interval plus up
+to 10% jitter, so that many fetchers do not all retry at the same instant.
+
+Other transient failures (timeouts, resets, 5xx, malformed answers) go through
+``Backoff``: capped exponential waits with jitter, reset by a success.
+
+Nothing here reads a clock or sleeps: times are passed in and returned, and
+randomness comes from an injected ``random.Random``, so tests are exact.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Final
+
+import attrs
+
+INITIAL_INTERVAL: Final = 0.25
+MIN_INTERVAL: Final = 0.1
+MAX_INTERVAL: Final = 120.0
+PROBE: Final = 0.02  # shrink the interval by 2% after each accepted request,
+MIN_PROBE: Final = 0.001  # less after each 429 found by probing,
+MAX_PROBE: Final = 0.05  # more after each
+PROBE_RAISE_AFTER: Final = 50  # accepted requests in a row
+SLOWDOWN: Final = 1.05  # a 429 after a success lengthens the interval by 5%
+JITTER: Final = 0.1  # waits after a failure are lengthened by up to 10%
+
+BACKOFF_FIRST: Final = 1.0
+BACKOFF_CAP: Final = 300.0
+
+
+@attrs.define
+class RateBudget:
+    """The pace of requests to one (account, endpoint), learnt from 429s."""
+
+    rng: random.Random = attrs.field(factory=random.Random)
+    interval: float = INITIAL_INTERVAL
+    _next_at: float = attrs.field(default=float("-inf"), init=False)
+    _refused_in_a_row: int = attrs.field(default=0, init=False)
+    _streak: int = attrs.field(default=0, init=False)
+    _probe: float = attrs.field(default=PROBE, init=False)
+
+    def next_request_at(self) -> float:
+        """Return the earliest time the next request may be sent."""
+        return self._next_at
+
+    def sent(self, now: float) -> None:
+        """Note that a request goes out at *now*."""
+        self._next_at = now + self.interval
+
+    def accepted(self) -> None:
+        """Note that the request sent last was served (not a 429)."""
+        self._refused_in_a_row = 0
+        self._streak += 1
+        if self._streak % PROBE_RAISE_AFTER == 0:
+            self._probe = min(MAX_PROBE, self._probe * 2)
+        self.interval = max(MIN_INTERVAL, self.interval * (1 - self._probe))
+
+    def rate_limited(self, now: float) -> float:
+        """Note a 429 at *now*; return when to ask again."""
+        if self._refused_in_a_row:
+            # Refused again right away: far above the limit, explore quickly.
+            self.interval *= 2
+        else:
+            # Refused after being served: the limit lies just above the pace
+            # that was served.  Step back, and probe more gently from now on.
+            self.interval *= SLOWDOWN
+            self._probe = max(MIN_PROBE, self._probe / 2)
+        self._refused_in_a_row += 1
+        self._streak = 0
+        self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, self.interval))
+        self._next_at = now + self.interval * (1 + JITTER * self.rng.random())
+        return self._next_at
+
+    @property
+    def requests_per_minute(self) -> float:
+        """The current pace, for logs."""
+        return 60.0 / self.interval
+
+
+@attrs.define
+class Backoff:
+    """Capped exponential backoff with jitter, for transient failures."""
+
+    rng: random.Random = attrs.field(factory=random.Random)
+    first: float = BACKOFF_FIRST
+    cap: float = BACKOFF_CAP
+    failures: int = 0
+
+    def failed(self) -> float:
+        """Note a failure; return how long to wait before trying again."""
+        base = min(self.cap, self.first * 2.0**self.failures)
+        self.failures += 1
+        return base * (1 + JITTER * self.rng.random())
+
+    def succeeded(self) -> None:
+        """Note a success: the next failure waits ``first`` again."""
+        self.failures = 0
