@@ -1,0 +1,425 @@
+"""Fetching: every record Duo holds arrives once, across stops, kills and faults.
+
+Rules for these tests: the fake Duo API's request handler runs in-process
+(``duo_inprocess.InProcessDuo``) so that hours of catching up run on trio's
+virtual clock; the fake's "now" and the fetchers' wall clock are both tied to
+it.  Fetchers run inside the real ``serve`` tree, with a sender that records
+what it is given and a real ``CheckpointStore`` in ``tmp_path``.  Every test
+compares what was delivered with what the fake reports holding.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from tests.duo_inprocess import InProcessDuo
+from trio_dls.checkpoints import CheckpointStore
+from trio_dls.config import Config, Environment, load_config_text
+from trio_dls.duo import CredentialsRejectedError
+from trio_dls.endpoints import Endpoint
+from trio_dls.fakeduo import (
+    DatasetSpec,
+    FakeDuoApp,
+    FakeDuoConfig,
+    Faults,
+    make_children,
+)
+from trio_dls.fakeduo.data import record_key
+from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
+from trio_dls.paging import Limits
+from trio_dls.supervisor import SenderContext, serve
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+BASE = 1_790_000_000.0  # 2026-09-21T13:33:20Z; any fixed UTC epoch will do
+DAY = 86_400.0
+ADMIN_PAGE = 1000
+# A run that has not delivered everything after this much virtual time never will.
+PATIENCE = 7 * DAY
+# The fake generates its data when created, before trio's clock starts at 0.
+Key = tuple[str | None, Endpoint, str]
+
+
+def config_for(
+    tmp_path: Path,
+    endpoints: list[Endpoint],
+    *,
+    msp: bool = False,
+    block: tuple[str, ...] = (),
+) -> Config:
+    """A config fetching *endpoints* to one server, cursors in tmp_path."""
+    names = ", ".join(e.value for e in endpoints)
+    text = f"""\
+version: '1.0.0'
+dls_settings:
+  api: {{offset: 3, timeout: 120}}
+  checkpointing: {{directory: {tmp_path / "state"}}}
+servers:
+  - {{id: siem, hostname: 127.0.0.1, port: 9000, protocol: TCP}}
+account:
+  ikey: DIFAKEDUOINTEGRATION
+  skey: fake-duo-secret-key-0123456789abcdefghij
+  hostname: localhost
+  is_msp: {msp}
+  block_list: [{", ".join(block)}]
+  endpoint_server_mappings:
+    - {{endpoints: [{names}], server: siem}}
+"""
+    env = Environment(base_directory=tmp_path, environ={}, euid=1000)
+    return load_config_text(text, "c.yml", env)
+
+
+def make_app(spec: DatasetSpec | None = None, **config: Any) -> FakeDuoApp:
+    """A fake whose "now" is BASE plus trio's (virtual) clock."""
+
+    def now() -> float:
+        try:
+            return BASE + trio.current_time()
+        except RuntimeError:  # outside trio: when the data set is generated
+            return BASE
+
+    spec = spec or DatasetSpec(seed=11, span=2 * DAY, end_before=600)
+    return FakeDuoApp(FakeDuoConfig(dataset=spec, **config), clock=now, wall_clock=None)
+
+
+async def inline(function: Callable[..., Any], *args: Any) -> Any:
+    """Run file work on the event loop: the virtual clock must not jump meanwhile."""
+    await trio.lowlevel.checkpoint()
+    return function(*args)
+
+
+class Recorder:
+    """A sender that keeps every record it is given, in order."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.records: list[Key] = []
+        self.pages = 0
+        self.changed = trio.Event()
+        # A kill: cancel this scope on receiving page number ``kill_at``,
+        # before or after acknowledging it.
+        self.kill: trio.CancelScope | None = None
+        self.kill_at = 0
+        self.kill_before_ack = False
+
+    async def __call__(self, context: SenderContext) -> None:
+        """Record each delivery's records and acknowledge it."""
+        async with context.deliveries:
+            async for delivery in context.deliveries:
+                page = delivery.page
+                for record in page.records:
+                    self.records.append(
+                        (
+                            record.get("child_account_id"),
+                            page.endpoint,
+                            record_key(page.endpoint, record),
+                        )
+                    )
+                self.pages += 1
+                killing = self.kill is not None and self.pages == self.kill_at
+                if killing and self.kill_before_ack:
+                    self.kill.cancel()  # type: ignore[union-attr]
+                    await trio.sleep_forever()
+                delivery.done.set()
+                if killing:
+                    self.kill.cancel()  # type: ignore[union-attr]
+                self.changed.set()
+                self.changed = trio.Event()
+
+
+def held(
+    app: FakeDuoApp, endpoints: list[Endpoint], children: list[str | None] | None = None
+) -> list[Key]:
+    """What the fake holds and Duo would serve now (older than 2 minutes)."""
+    horizon_ms = (BASE + trio.current_time() - 120) * 1000
+    keys = []
+    for child in children or [None]:
+        for endpoint in endpoints:
+            per_second: collections.Counter[int] = collections.Counter()
+            for record in app.held_records(endpoint, child):
+                if record.ts_ms >= horizon_ms:
+                    continue
+                if endpoint is Endpoint.ADMINACTION:
+                    # Duo returns the first 1000 events of a second and no
+                    # client can have the rest (DUO_API.md).
+                    per_second[record.ts_ms // 1000] += 1
+                    if per_second[record.ts_ms // 1000] > ADMIN_PAGE:
+                        continue
+                keys.append((child, endpoint, record.key))
+    return keys
+
+
+@attrs.define
+class Daemon:
+    """The tree with the in-process fake, started and stopped by tests."""
+
+    app: FakeDuoApp
+    config: Config
+    recorder: Recorder = attrs.Factory(Recorder)
+    seed: int = 0
+    limits: Limits = attrs.Factory(Limits)
+    skey: str | None = None  # None: the fake's own, so the signatures match
+
+    def fetching(self) -> Fetching:
+        """The fetcher of this daemon, with a fresh store object."""
+        store = CheckpointStore(
+            Path(self.config.dls_settings.checkpointing.directory),
+            enabled=self.config.dls_settings.checkpointing.enabled,
+            offload=inline,
+        )
+        return Fetching(
+            api_for=lambda account: InProcessDuo(
+                self.app, account.account_id, skey=self.skey
+            ),
+            store=store,
+            settings=attrs.evolve(
+                FetchSettings.from_config(self.config), limits=self.limits
+            ),
+            host="localhost",
+            clock=lambda: BASE + trio.current_time(),
+            rng=random.Random(self.seed),
+        )
+
+    async def run(self, shutdown: Callable[[], Any], grace: float = 30) -> None:
+        """Run the tree until *shutdown* returns."""
+        await serve(
+            self.config,
+            shutdown_trigger=shutdown,
+            grace=grace,
+            fetcher=self.fetching(),
+            sender=self.recorder,
+            discover_accounts=AccountDiscovery(InProcessDuo(self.app)),
+        )
+
+    async def run_until_complete(self, expected: Callable[[], list[Key]]) -> None:
+        """Run until the recorder holds every expected record, then stop."""
+
+        async def complete() -> None:
+            while not set(expected()) <= set(self.recorder.records):
+                await self.recorder.changed.wait()
+
+        with trio.fail_after(PATIENCE):
+            await self.run(complete)
+
+
+def assert_exactly_once(delivered: list[Key], expected: list[Key]) -> None:
+    """Every expected record was delivered, none twice, nothing else."""
+    duplicates = [k for k, n in collections.Counter(delivered).items() if n > 1]
+    assert duplicates == []
+    assert sorted(expected) == sorted(delivered)
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
+async def test_backlog_arrives_complete_and_once(
+    endpoint: Endpoint, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Each endpoint's backlog, hard cases included, arrives whole, no duplicate."""
+    del autojump_clock
+    app = make_app()
+    daemon = Daemon(app, config_for(tmp_path, [endpoint]))
+    await daemon.run_until_complete(lambda: held(app, [endpoint]))
+    assert len(daemon.recorder.records) > 100
+    assert_exactly_once(daemon.recorder.records, held(app, [endpoint]))
+
+
+@pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kolkata"])
+async def test_local_time_zone_changes_nothing(
+    tz: str,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With TZ set to another zone, the same records arrive as in UTC."""
+    del autojump_clock
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        app = make_app()
+        endpoints = list(Endpoint)
+        daemon = Daemon(app, config_for(tmp_path, endpoints))
+        await daemon.run_until_complete(lambda: held(app, endpoints))
+        assert_exactly_once(daemon.recorder.records, held(app, endpoints))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+# Enough records for several pages per endpoint (1000 a page, 500 for trust
+# monitor), so that stops and kills land in the middle of backlogs.
+BIG = DatasetSpec(
+    seed=21,
+    span=DAY,
+    end_before=600,
+    counts={
+        Endpoint.AUTH: 3500,
+        Endpoint.ADMINACTION: 2500,
+        Endpoint.TELEPHONY: 2200,
+        Endpoint.ACTIVITY: 2700,
+        Endpoint.TRUSTMONITOR: 1600,
+    },
+)
+
+
+async def test_clean_stop_and_restart_sends_no_duplicate(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Stopped gracefully mid-backlog several times, nothing is sent twice."""
+    del autojump_clock
+    app = make_app(BIG)
+    endpoints = list(Endpoint)
+    config = config_for(tmp_path, endpoints)
+    recorder = Recorder()
+    partial = []
+    for _ in range(3):
+
+        async def stop_after_a_page() -> None:
+            target = recorder.pages + 1
+            while recorder.pages < target:
+                await recorder.changed.wait()
+
+        with trio.fail_after(PATIENCE):
+            await Daemon(app, config, recorder).run(stop_after_a_page)
+        partial.append(len(recorder.records))
+    assert partial[0] < partial[1] < partial[2] < len(held(app, endpoints))
+    await Daemon(app, config, recorder).run_until_complete(lambda: held(app, endpoints))
+    assert_exactly_once(recorder.records, held(app, endpoints))
+
+
+async def test_abrupt_kills_lose_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Killed without grace at random moments, restarts deliver everything.
+
+    A kill cancels the whole tree at once, as SIGKILL would end the process:
+    no delivery is finished and no cursor saved after it.  Duplicates are
+    allowed, at most one page per endpoint per kill.
+    """
+    del autojump_clock
+    app = make_app(BIG)
+    endpoints = list(Endpoint)
+    config = config_for(tmp_path, endpoints)
+    recorder = Recorder()
+    rng = random.Random(5)
+    kills = 6
+    for _ in range(kills):
+        with trio.CancelScope() as kill:
+            recorder.kill = kill
+            recorder.kill_at = recorder.pages + rng.randint(1, 3)
+            recorder.kill_before_ack = rng.random() < 0.5
+            await Daemon(app, config, recorder).run(trio.sleep_forever)
+        assert kill.cancelled_caught
+    recorder.kill = None
+    assert len(set(recorder.records)) < len(held(app, endpoints))  # killed mid-way
+    await Daemon(app, config, recorder).run_until_complete(lambda: held(app, endpoints))
+
+    expected = held(app, endpoints)
+    assert set(expected) == set(recorder.records)
+    assert len(recorder.records) == len(set(recorder.records)) + sum(
+        n - 1 for n in collections.Counter(recorder.records).values()
+    )
+    per_endpoint = collections.Counter(
+        k[1]
+        for k, n in collections.Counter(recorder.records).items()
+        for _ in range(n - 1)
+    )
+    for endpoint, duplicates in per_endpoint.items():
+        assert duplicates <= kills * 1000, endpoint  # one page per kill at most
+
+
+async def test_msp_children_are_fetched_with_their_ids(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An MSP parent's children are each fetched; block_list skips one."""
+    del autojump_clock
+    children = make_children(3, seed=4)
+    app = make_app(
+        DatasetSpec(seed=3, span=DAY, end_before=600, admin_burst=0),
+        children=children,
+    )
+    endpoints = [Endpoint.AUTH, Endpoint.TRUSTMONITOR]
+    blocked = children[2].account_id
+    config = config_for(tmp_path, endpoints, msp=True, block=(blocked,))
+    daemon = Daemon(app, config)
+    fetched = [c.account_id for c in children[:2]]
+    await daemon.run_until_complete(lambda: held(app, endpoints, list(fetched)))
+    assert_exactly_once(daemon.recorder.records, held(app, endpoints, list(fetched)))
+    assert blocked not in {k[0] for k in daemon.recorder.records}
+
+
+async def test_rejected_credentials_stop_the_daemon(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A 401 is fatal, with one message naming what was refused."""
+    del autojump_clock
+    app = make_app()
+    daemon = Daemon(
+        app, config_for(tmp_path, [Endpoint.AUTH]), skey="not-the-skey-duo-knows-000000"
+    )
+    with (
+        trio.fail_after(PATIENCE),
+        pytest.RaisesGroup(
+            pytest.RaisesExc(
+                CredentialsRejectedError, match="GET /admin/v2/logs/authentication"
+            ),
+            flatten_subgroups=True,
+        ),
+    ):
+        await daemon.run(trio.sleep_forever)
+
+
+async def test_dls_checkpoint_is_imported(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A DLS checkpoint in the directory is where fetching resumes."""
+    del autojump_clock
+    app = make_app()
+    endpoint = Endpoint.TELEPHONY
+    records = app.held_records(endpoint)
+    middle = records[len(records) // 2]
+    state = tmp_path / "state"
+    state.mkdir()
+    # DLS saves "<last ms + 1>,<id>" of the last record it sent.
+    (state / "telephony_checkpoint_data.txt").write_text(
+        f'"{middle.ts_ms + 1},{middle.key}"'
+    )
+    daemon = Daemon(app, config_for(tmp_path, [endpoint]))
+    expected = [
+        k
+        for k in held(app, [endpoint])
+        if k[2] in {r.key for r in records if r.ts_ms >= middle.ts_ms}
+    ]
+    await daemon.run_until_complete(lambda: expected)
+    assert_exactly_once(daemon.recorder.records, expected)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(error_rate=0.3, seed=1),
+        Faults(drop_rate=0.3, seed=2),
+        Faults(malformed_rate=0.3, seed=3),
+        Faults(delay=30.0, endpoints=frozenset({Endpoint.AUTH}), seed=4),
+        Faults(rate_limit=2, rate_burst=1, seed=5),
+    ],
+    ids=["5xx", "dropped", "malformed", "slow", "429 storm"],
+)
+async def test_transient_faults_lose_nothing(
+    faults: Faults, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """5xx, dropped, malformed, slow answers and 429 storms are all survived."""
+    del autojump_clock
+    app = make_app(DatasetSpec(seed=8, span=DAY / 2, end_before=600), faults=faults)
+    endpoints = [Endpoint.AUTH, Endpoint.ADMINACTION, Endpoint.TRUSTMONITOR]
+    daemon = Daemon(app, config_for(tmp_path, endpoints))
+    await daemon.run_until_complete(lambda: held(app, endpoints))
+    assert_exactly_once(daemon.recorder.records, held(app, endpoints))

@@ -1,0 +1,210 @@
+"""The Duo side's I/O: duo_client in worker threads, and what its errors mean.
+
+duo_client is synchronous (``http.client``, a new connection per call), so each
+call runs in a worker thread taken from a dedicated ``CapacityLimiter``, under
+a deadline the caller sets and duo_client's own socket timeout, so that a
+thread abandoned by a cancelled call still ends.  Abandoning is safe because
+every call made here only reads.
+
+Errors are translated at this edge into three kinds, and nothing else leaves
+this module:
+
+* ``CredentialsRejectedError`` (a ``FatalError``): HTTP 401 or 403.  No retry
+  can fix an ikey/skey pair Duo refuses; the daemon stops with one line.
+* ``RateLimitedError``: HTTP 429.  duo_client's own sleeping retry loop is
+  turned off (``_MAX_BACKOFF_WAIT_SECS = 0``) so that pacing stays with the
+  fetcher, where it can be cancelled and shared knowledge of the limit lives.
+* ``TransientApiError``: everything else (timeouts, resets, DNS, TLS, 5xx,
+  400s, malformed JSON).  Retried with backoff for ever.
+
+The skey is handed to duo_client and nowhere else; no message built here
+contains it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import duo_client
+import trio
+
+from trio_dls.errors import FatalError
+
+if TYPE_CHECKING:
+    from trio_dls.config import Account
+    from trio_dls.config import Proxy as ProxySettings
+
+log = logging.getLogger(__name__)
+
+# Per call: long enough for a 1000-record page from a slow Duo, short enough
+# that a hung connection is noticed within a poll interval.
+CALL_TIMEOUT: Final = 60.0
+# Worker threads for duo_client calls, shared by every fetcher.
+THREADS: Final = 16
+ACCOUNT_LIST_PATH: Final = "/accounts/v1/account/list"
+
+
+class TransientApiError(Exception):
+    """A Duo call failed in a way that a later retry may not."""
+
+
+class RateLimitedError(TransientApiError):
+    """Duo answered 429: too many requests."""
+
+
+class CredentialsRejectedError(FatalError):
+    """Duo refused the integration key or the signature (401/403)."""
+
+
+class DuoApi(Protocol):
+    """What a fetcher needs from Duo: signed GETs, and the MSP children."""
+
+    async def get(self, path: str, params: dict[str, str]) -> object:
+        """Return the ``response`` part of a signed GET's answer."""
+
+    async def list_child_accounts(self) -> list[dict[str, Any]]:
+        """Return the Accounts API's list of child accounts."""
+
+
+def classify(exc: BaseException, what: str) -> Exception:
+    """Translate what duo_client raised during *what* into one of our errors."""
+    status = getattr(exc, "status", None)
+    if isinstance(exc, RuntimeError) and isinstance(status, int):
+        detail = _duo_message(exc)
+        if status in {401, 403}:
+            return CredentialsRejectedError(
+                f"{what}: Duo rejected the credentials (HTTP {status}: {detail}); "
+                "check the ikey, the skey and the API hostname"
+            )
+        if status == 429:  # noqa: PLR2004 - HTTP's Too Many Requests
+            return RateLimitedError(f"{what}: HTTP 429 ({detail})")
+        return TransientApiError(f"{what}: HTTP {status} ({detail})")
+    if isinstance(exc, trio.TooSlowError):
+        return TransientApiError(f"{what}: no answer within {CALL_TIMEOUT:g} s")
+    if isinstance(exc, socket.gaierror):
+        return TransientApiError(f"{what}: cannot resolve the API hostname ({exc})")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TransientApiError(f"{what}: TLS certificate not trusted ({exc})")
+    if isinstance(exc, (OSError, http.client.HTTPException, ValueError)):
+        text = str(exc) or type(exc).__name__
+        return TransientApiError(f"{what}: {text}")
+    if isinstance(exc, RuntimeError):  # duo_client's "bad response" without status
+        return TransientApiError(f"{what}: {exc}")
+    raise exc
+
+
+def _duo_message(exc: RuntimeError) -> str:
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):
+        code = data.get("code")
+        message = data.get("message", "")
+        return f"{code} {message}".strip()
+    return str(getattr(exc, "reason", "") or exc)
+
+
+class ThreadedDuoApi:
+    """``DuoApi`` with duo_client, one client per (account, child)."""
+
+    def __init__(
+        self,
+        account: Account,
+        proxy: ProxySettings,
+        *,
+        limiter: trio.CapacityLimiter,
+        child_account_id: str | None = None,
+        call_timeout: float = CALL_TIMEOUT,
+    ) -> None:
+        """Prepare a client for *account* (and *child_account_id* for MSP)."""
+        if account.skey is None:  # the loader always resolves it
+            msg = "the account has no skey"
+            raise ValueError(msg)
+        self._child = child_account_id
+        self._limiter = limiter
+        self._timeout = call_timeout
+        kwargs: dict[str, Any] = {
+            "ikey": account.ikey,
+            "skey": account.skey.reveal(),
+            "host": account.api_host,
+            "timeout": call_timeout,
+        }
+        if account.api_port is not None:
+            kwargs["port"] = account.api_port
+        if account.ca_certs:
+            kwargs["ca_certs"] = account.ca_certs
+        self._admin = duo_client.Admin(**kwargs)
+        self._accounts = duo_client.Accounts(**kwargs)
+        for client in (self._admin, self._accounts):
+            # Pacing is the fetcher's: a 429 comes straight back (DUO_API.md).
+            client._MAX_BACKOFF_WAIT_SECS = 0  # noqa: SLF001
+            if proxy.enabled:
+                client.set_proxy(host=proxy.proxy_server, port=proxy.proxy_port)
+        self.host = account.api_host
+
+    async def get(self, path: str, params: dict[str, str]) -> object:
+        """Return the ``response`` of ``GET path?params`` (plus the child id)."""
+        if self._child is not None:
+            params = {**params, "account_id": self._child}
+        return await self._call(self._admin, "GET", path, params)
+
+    async def list_child_accounts(self) -> list[dict[str, Any]]:
+        """Return the MSP parent's child accounts."""
+        response = await self._call(self._accounts, "POST", ACCOUNT_LIST_PATH, {})
+        if not isinstance(response, list) or not all(
+            isinstance(child, dict) and isinstance(child.get("account_id"), str)
+            for child in response
+        ):
+            msg = f"POST {ACCOUNT_LIST_PATH}: not a list of accounts"
+            raise TransientApiError(msg)
+        return response
+
+    async def _call(
+        self,
+        client: Any,  # noqa: ANN401 - duo_client is untyped
+        method: str,
+        path: str,
+        params: dict[str, str],
+    ) -> object:
+        what = f"{method} {path}"
+        try:
+            with trio.fail_after(self._timeout):
+                return await trio.to_thread.run_sync(
+                    client.json_api_call,
+                    method,
+                    path,
+                    params,
+                    limiter=self._limiter,
+                    abandon_on_cancel=True,
+                )
+        except (
+            trio.TooSlowError,
+            RuntimeError,
+            OSError,
+            http.client.HTTPException,
+            ValueError,
+        ) as exc:
+            raise classify(exc, what) from None
+
+
+def enrich(
+    record: dict[str, Any],
+    endpoint_eventtype: str | None,
+    host: str,
+    child_account_id: str | None,
+) -> dict[str, Any]:
+    """Add what DLS's records carried: ``eventtype``, ``host``, ``child_account_id``.
+
+    duo_client's log helpers add ``eventtype`` and ``host`` to each record;
+    calling ``json_api_call`` directly (to avoid the helpers' traps) means
+    adding them here so that the JSON output matches DLS's.
+    """
+    enriched = dict(record)
+    if endpoint_eventtype is not None:
+        enriched["eventtype"] = endpoint_eventtype
+        enriched["host"] = host
+    if child_account_id is not None:
+        enriched["child_account_id"] = child_account_id
+    return enriched
