@@ -47,3 +47,10 @@ def typing(session: nox.Session) -> None:
     """Type-check the package, the tests and this file with mypy --strict."""
     install(session, "typing")
     session.run("mypy", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (not part of ``nox``'s default sessions)."""
+    install(session)
+    session.run("python", "benchmarks/bench_backpressure.py", *session.posargs)

@@ -21,6 +21,7 @@ import pytest
 
 from trio_dls import __version__
 from trio_dls.cli import main
+from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_thread
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,6 +34,7 @@ def write_config(tmp_path: Path, **overrides: str) -> Path:
     values = {
         "log_format": "JSON",
         "extra_account": "",
+        "endpoints": "[auth, adminaction, telephony, trustmonitor, activity]",
     } | overrides
     path = tmp_path / "config.yml"
     path.write_text(
@@ -53,7 +55,7 @@ account:
   skey: {SKEY}
   hostname: api-test.duosecurity.com
 {values["extra_account"]}  endpoint_server_mappings:
-    - endpoints: [auth, adminaction, telephony, trustmonitor, activity]
+    - endpoints: {values["endpoints"]}
       server: siem
 """
     )
@@ -211,18 +213,26 @@ def test_daemon_with_a_broken_config_exits_2_without_traceback(
     assert SKEY not in proc.stdout + proc.stderr
 
 
-def test_a_fatal_runtime_error_exits_1_with_one_line(tmp_path: Path) -> None:
-    """A fatal error at run time is one clear line and status 1, no traceback."""
-    # MSP fetching is not there yet: a fatal error the daemon meets at start.
-    path = write_config(tmp_path, extra_account="  is_msp: true\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "trio_dls", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def test_rejected_credentials_exit_1_with_one_line(tmp_path: Path) -> None:
+    """Credentials Duo refuses stop the daemon: one clear line, status 1."""
+    fake = FakeDuo(FakeDuoConfig(dataset=DatasetSpec(seed=1, admin_burst=0)))
+    with serve_in_thread(fake):
+        path = write_config(tmp_path, endpoints="[auth]")
+        text = path.read_text().replace(
+            "hostname: api-test.duosecurity.com",
+            f"hostname: localhost:{fake.port}\n  ca_certs: {fake.ca_certs}",
+        )
+        path.write_text(text)
+        proc = subprocess.run(
+            [sys.executable, "-m", "trio_dls", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert proc.returncode == 1
-    assert "fatal: is_msp:" in proc.stderr
+    fatal = [line for line in proc.stderr.splitlines() if "fatal:" in line]
+    assert len(fatal) == 1
+    assert "GET /admin/v2/logs/authentication: Duo rejected the credentials" in fatal[0]
     assert "Traceback" not in proc.stderr
     assert SKEY not in proc.stdout + proc.stderr

@@ -20,10 +20,14 @@ from typing import TYPE_CHECKING, Final, TextIO
 import trio
 
 from trio_dls import __version__, logs
+from trio_dls.checkpoints import CheckpointStore
 from trio_dls.config import Config, ConfigError, Protocol, load_config, warnings_for
+from trio_dls.duo import THREADS, ThreadedDuoApi
 from trio_dls.errors import FatalError
+from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
 from trio_dls.formats import SyslogHeader
-from trio_dls.supervisor import DEFAULT_GRACE, serve
+from trio_dls.senders import send_to_siem
+from trio_dls.supervisor import DEFAULT_GRACE, AccountRef, serve
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -223,9 +227,34 @@ async def _serve_until_signalled(config: Config, grace: float) -> None:
                 log.info("received %s", signal.Signals(signum).name)
                 return
 
+        checkpointing = config.dls_settings.checkpointing
+        store = CheckpointStore(
+            Path(checkpointing.directory), enabled=checkpointing.enabled
+        )
+        await store.prepare()
+        limiter = trio.CapacityLimiter(THREADS)
+
+        def api_for(account: AccountRef) -> ThreadedDuoApi:
+            return ThreadedDuoApi(
+                config.account,
+                config.dls_settings.proxy,
+                limiter=limiter,
+                child_account_id=account.account_id,
+            )
+
         await serve(
             config,
             shutdown_trigger=next_signal,
             force_trigger=next_signal,
             grace=grace,
+            fetcher=Fetching(
+                api_for=api_for,
+                store=store,
+                settings=FetchSettings.from_config(config),
+                host=config.account.api_host,
+            ),
+            sender=send_to_siem,
+            discover_accounts=AccountDiscovery(
+                api_for(AccountRef(config.account.ikey))
+            ),
         )
