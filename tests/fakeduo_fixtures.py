@@ -43,7 +43,7 @@ RECORDS_UNDER = {
 }
 
 
-def small_spec(**changes: Any) -> DatasetSpec:  # noqa: ANN401 - attrs fields
+def small_spec(**changes: Any) -> DatasetSpec:
     """Return a small data set spec (one day, no admin burst) with changes."""
     fields: dict[str, Any] = {
         "seed": 3,
@@ -55,13 +55,13 @@ def small_spec(**changes: Any) -> DatasetSpec:  # noqa: ANN401 - attrs fields
     return DatasetSpec(**fields)
 
 
-def small_config(**changes: Any) -> FakeDuoConfig:  # noqa: ANN401 - attrs fields
+def small_config(**changes: Any) -> FakeDuoConfig:
     """Return a config holding a small data set, with changes."""
     changes.setdefault("dataset", small_spec())
     return FakeDuoConfig(**changes)
 
 
-def admin_client(fake: FakeDuo, **kwargs: Any) -> duo_client.Admin:  # noqa: ANN401
+def admin_client(fake: FakeDuo, **kwargs: Any) -> duo_client.Admin:
     """Return a real duo_client Admin pointed at ``fake``, never sleep-retrying."""
     client = duo_client.Admin(**{**fake.client_kwargs(), **kwargs})
     client._MAX_BACKOFF_WAIT_SECS = 0

@@ -63,7 +63,7 @@ def make_server(
     protocol: Protocol = Protocol.TCP,
     *,
     hostname: str = "127.0.0.1",
-    **options: Any,  # noqa: ANN401 - any Server field
+    **options: Any,
 ) -> Server:
     """A server named ``siem`` at *hostname*:*port*, with *options*."""
     return Server(
@@ -128,7 +128,7 @@ def txids(data: bytes | Sequence[bytes]) -> list[str]:
     ]
 
 
-def sender(**options: Any) -> SiemSender:  # noqa: ANN401 - SiemSender fields
+def sender(**options: Any) -> SiemSender:
     """A ``SiemSender`` with a fixed hostname and fast retries."""
     options.setdefault("timing", FAST)
     options.setdefault("hostname", lambda: "dls-host")

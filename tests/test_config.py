@@ -92,7 +92,7 @@ def test_dls_template_loads(tmp_path: Path) -> None:
     assert config.version == "1.0.0"
     assert config.dls_settings.log_filepath == "/tmp/duologsync.log"
     assert config.dls_settings.log_format is LogFormat.JSON
-    assert config.dls_settings.api.offset == 180.0
+    assert config.dls_settings.api.offset == 180
     assert config.dls_settings.api.timeout == 120.0
     assert config.dls_settings.checkpointing.enabled is True
     assert config.dls_settings.checkpointing.directory == "/tmp"
@@ -169,7 +169,7 @@ def test_minimal_config_takes_dls_defaults(env: Environment) -> None:
     settings = load_config_text(text, "c.yml", env).dls_settings
     assert settings.log_filepath == "/tmp/duologsync.log"
     assert settings.log_format is LogFormat.JSON
-    assert (settings.api.offset, settings.api.timeout) == (180.0, 120.0)
+    assert (settings.api.offset, settings.api.timeout) == (180, 120.0)
     assert settings.checkpointing.enabled is True
     assert settings.checkpointing.directory == "/home/dls/.local/state/trio-dls"
     assert settings.proxy.enabled is False
@@ -483,13 +483,13 @@ BROKEN = {
     ),
     "offset -1": (
         edit("offset: 30", "offset: -1"),
-        "config.yml:5: dls_settings.api.offset: must be a number of days from 0 "
-        "to 180 (Duo keeps 180 days of logs), got -1",
+        "config.yml:5: dls_settings.api.offset: must be a whole number of days "
+        "from 0 to 180 (Duo keeps 180 days of logs), got -1",
     ),
     "offset 200": (
         edit("offset: 30", "offset: 200"),
-        "config.yml:5: dls_settings.api.offset: must be a number of days from 0 "
-        "to 180 (Duo keeps 180 days of logs), got 200",
+        "config.yml:5: dls_settings.api.offset: must be a whole number of days "
+        "from 0 to 180 (Duo keeps 180 days of logs), got 200",
     ),
     "timeout 0": (
         edit("timeout: 120", "timeout: 0"),

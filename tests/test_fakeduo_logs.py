@@ -27,7 +27,7 @@ def _params(**values: str | list[str]) -> dict[str, list[str]]:
     return {k: v if isinstance(v, list) else [v] for k, v in values.items()}
 
 
-def _ask(endpoint: Endpoint, **params: str | list[str]) -> Any:  # noqa: ANN401
+def _ask(endpoint: Endpoint, **params: str | list[str]) -> Any:
     return answer_log_query(endpoint, _params(**params), RECORDS[endpoint], NOW)
 
 

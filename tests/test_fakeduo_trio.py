@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings(IGNORE_DUO_CLIENT_SSL_WARNING)
 BASE = 1_790_000_000.0
 
 
-def _virtual_fake(**changes: Any) -> FakeDuo:  # noqa: ANN401 - config fields
+def _virtual_fake(**changes: Any) -> FakeDuo:
     return FakeDuo(
         small_config(**changes),
         clock=lambda: BASE + trio.current_time(),

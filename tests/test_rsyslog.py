@@ -61,7 +61,7 @@ def rsyslog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rsyslog]:
         yield running
 
 
-def siem_for(rsyslog: Rsyslog, name: str, **options: Any) -> Server:  # noqa: ANN401
+def siem_for(rsyslog: Rsyslog, name: str, **options: Any) -> Server:
     """The server entry for listener *name* of *rsyslog*."""
     port = rsyslog.ports[name]
     pki = rsyslog.pki
@@ -93,7 +93,7 @@ def siem_for(rsyslog: Rsyslog, name: str, **options: Any) -> Server:  # noqa: AN
 def messages(
     pages: list[Page],
     log_format: LogFormat,
-    **settings: Any,  # noqa: ANN401 - MessageSettings fields
+    **settings: Any,
 ) -> bytes:
     """What rsyslog's file must hold: each message on a line."""
     message_settings = MessageSettings(

@@ -54,7 +54,7 @@ SETTINGS = MessageSettings(hostname="dls-host")
 def expected_stream(
     pages: list[Page],
     framing: Framing = Framing.NEWLINE,
-    **settings: Any,  # noqa: ANN401
+    **settings: Any,
 ) -> bytes:
     """The bytes a receiver must get for *pages*, computed by the pure functions."""
     message_settings = MessageSettings(hostname="dls-host", **settings)
@@ -393,7 +393,7 @@ async def receive_datagrams(sock: trio.socket.SocketType, count: int) -> list[by
     return [await sock.recv(1 << 17) for _ in range(count)]
 
 
-def udp_server(port: int, **options: Any) -> Server:  # noqa: ANN401
+def udp_server(port: int, **options: Any) -> Server:
     """A UDP server entry on loopback."""
     return make_server(port, Protocol.UDP, **options)
 

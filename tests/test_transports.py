@@ -75,7 +75,7 @@ async def start_tcp_receiver(nursery: trio.Nursery) -> tuple[StreamReceiver, int
     return receiver, listeners[0].socket.getsockname()[1]
 
 
-def tls_server(pki: Pki, port: int, **options: Any) -> Server:  # noqa: ANN401
+def tls_server(pki: Pki, port: int, **options: Any) -> Server:
     """A TLS server entry trusting *pki*'s CA, named siem.example."""
     settings: dict[str, Any] = {
         "cert_filepath": str(pki.ca_file),

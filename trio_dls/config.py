@@ -106,14 +106,14 @@ class Secret:
 # Scalars with a meaning beyond their Python type; each has a strict hook.
 NonEmptyStr = NewType("NonEmptyStr", str)
 Port = NewType("Port", int)
-OffsetDays = NewType("OffsetDays", float)
+OffsetDays = NewType("OffsetDays", int)
 PositiveSeconds = NewType("PositiveSeconds", float)
 DatagramSize = NewType("DatagramSize", int)
 # The largest UDP payload over IPv4.
 MAX_UDP_MAX_SIZE: Final = 65507
 
 DEFAULT_LOG_FILEPATH: Final = "/tmp/duologsync.log"  # noqa: S108 - DLS's default
-DEFAULT_OFFSET_DAYS: Final = 180.0
+DEFAULT_OFFSET_DAYS: Final = 180
 DEFAULT_POLL_SECONDS: Final = 120.0
 # Below this the poll interval goes against Duo's published guidance ("no more
 # than once per minute"); allowed, since the fetchers adapt to 429s, but said.
@@ -456,12 +456,12 @@ def _to_datagram_size(value: object, _: type) -> int:
     return size
 
 
-def _to_offset(value: object, _: type) -> float:
-    days = _to_number(value)
+def _to_offset(value: object, _: type) -> int:
+    days = _to_int(value)
     if not 0 <= days <= DEFAULT_OFFSET_DAYS:
         raise _InvalidValueError(
-            f"must be a number of days from 0 to 180 (Duo keeps 180 days of "
-            f"logs), got {_show(value)}"
+            f"must be a whole number of days from 0 to 180 (Duo keeps 180 days "
+            f"of logs), got {_show(value)}"
         )
     return days
 
