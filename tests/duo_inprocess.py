@@ -49,8 +49,13 @@ class InProcessDuo:
         child_account_id: str | None = None,
         *,
         skey: str | None = None,
+        outcomes: list[tuple[float, int]] | None = None,
     ) -> None:
-        """Call *app* for *child_account_id*, with its credentials or *skey*."""
+        """Call *app* for *child_account_id*, with its credentials or *skey*.
+
+        Each answer's (time, HTTP status) is appended to *outcomes* if given.
+        """
+        self.outcomes = outcomes if outcomes is not None else []
         self.app = app
         self.child = child_account_id
         self.credentials = Credentials(app.config.ikey, skey or app.config.skey)
@@ -103,6 +108,7 @@ class InProcessDuo:
         if plan.drop is not None:
             raise TransientApiError(f"{what}: Remote end closed connection")
         response = plan.response
+        self.outcomes.append((trio.current_time(), response.status))
         if response.status != 200:
             reason = "Too Many Requests" if response.status == 429 else "Error"
             raise classify(

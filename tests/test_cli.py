@@ -236,3 +236,32 @@ def test_rejected_credentials_exit_1_with_one_line(tmp_path: Path) -> None:
     assert "GET /admin/v2/logs/authentication: Duo rejected the credentials" in fatal[0]
     assert "Traceback" not in proc.stderr
     assert SKEY not in proc.stdout + proc.stderr
+
+
+def test_demo_runs_the_pipeline_against_the_fake_duo_api() -> None:
+    """``trio-dls demo`` moves every record from the fake Duo API and exits 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "trio_dls", "demo", "--seconds", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "every record Duo held reached the SIEM." in proc.stdout
+    for endpoint in ("auth", "adminaction", "telephony", "trustmonitor", "activity"):
+        assert f"  {endpoint}: " in proc.stdout  # a sample record was shown
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_demo_in_cef() -> None:
+    """The demo sends CEF when asked, and the samples show it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "trio_dls", "demo", "--seconds", "4", "--format", "cef"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CEF:0|Duo Security|DuoLogSync|" in proc.stdout

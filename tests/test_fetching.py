@@ -11,6 +11,7 @@ compares what was delivered with what the fake reports holding.
 from __future__ import annotations
 
 import collections
+import math
 import random
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from trio_dls.fakeduo import (
 )
 from trio_dls.fakeduo.data import record_key
 from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
+from trio_dls.pacing import INITIAL_INTERVAL, MAX_INTERVAL
 from trio_dls.paging import Limits
 from trio_dls.supervisor import SenderContext, serve
 
@@ -169,6 +171,7 @@ class Daemon:
     seed: int = 0
     limits: Limits = attrs.Factory(Limits)
     skey: str | None = None  # None: the fake's own, so the signatures match
+    outcomes: list[tuple[float, int]] = attrs.Factory(list)  # (time, status)
 
     def fetching(self) -> Fetching:
         """The fetcher of this daemon, with a fresh store object."""
@@ -179,7 +182,7 @@ class Daemon:
         )
         return Fetching(
             api_for=lambda account: InProcessDuo(
-                self.app, account.account_id, skey=self.skey
+                self.app, account.account_id, skey=self.skey, outcomes=self.outcomes
             ),
             store=store,
             settings=attrs.evolve(
@@ -423,3 +426,48 @@ async def test_transient_faults_lose_nothing(
     daemon = Daemon(app, config_for(tmp_path, endpoints))
     await daemon.run_until_complete(lambda: held(app, endpoints))
     assert_exactly_once(daemon.recorder.records, held(app, endpoints))
+
+
+@pytest.mark.parametrize(
+    ("per_minute", "burst", "records", "page_size"),
+    [(2, None, 12_000, 1000), (10, 1, 10_000, 100), (60, 1, 10_000, 100)],
+    ids=["duo-like 2/min", "10/min no burst", "60/min no burst"],
+)
+async def test_catch_up_is_as_fast_as_the_rate_limit_allows(
+    per_minute: int,
+    burst: int | None,
+    records: int,
+    page_size: int,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A backlog of N records takes at most 1.15 x N / (page x R) minutes.
+
+    The fake refuses requests beyond R a minute with 429s; the fetcher must
+    find that pace by itself, and be refused only now and then: while it
+    halves its pace from the initial one (at most log2(MAX / INITIAL) times,
+    9), then for at most one request in ten.
+    """
+    del autojump_clock
+    endpoint = Endpoint.AUTH
+    spec = DatasetSpec(
+        seed=31,
+        span=DAY / 2,
+        end_before=600,
+        counts={endpoint: records},
+        hard_cases=False,
+    )
+    app = make_app(spec, faults=Faults(rate_limit=per_minute, rate_burst=burst))
+    daemon = Daemon(
+        app, config_for(tmp_path, [endpoint]), limits=Limits(page_size=page_size)
+    )
+    start = trio.current_time()
+    await daemon.run_until_complete(lambda: held(app, [endpoint]))
+    minutes = (trio.current_time() - start) / 60
+    optimum = records / (page_size * per_minute)
+
+    assert_exactly_once(daemon.recorder.records, held(app, [endpoint]))
+    assert minutes <= 1.15 * optimum
+    statuses = [status for _, status in daemon.outcomes]
+    exploring = math.ceil(math.log2(MAX_INTERVAL / INITIAL_INTERVAL))
+    assert statuses.count(429) <= exploring + 0.1 * len(statuses)

@@ -492,7 +492,7 @@ class CountingResolver(trio.abc.HostnameResolver):
         """Start with no look-ups."""
         self.lookups = 0
 
-    async def getaddrinfo(  # noqa: PLR0917 - trio's interface
+    async def getaddrinfo(
         self,
         host: bytes | None,
         port: bytes | str | int | None,

@@ -19,15 +19,12 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 import trio
 
-from trio_dls import __version__, logs
-from trio_dls.checkpoints import CheckpointStore
+from trio_dls import __version__, demo, logs
 from trio_dls.config import Config, ConfigError, Protocol, load_config, warnings_for
-from trio_dls.duo import THREADS, ThreadedDuoApi
+from trio_dls.daemon import run_daemon
 from trio_dls.errors import FatalError
-from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
 from trio_dls.formats import SyslogHeader
-from trio_dls.senders import send_to_siem
-from trio_dls.supervisor import DEFAULT_GRACE, AccountRef, serve
+from trio_dls.supervisor import DEFAULT_GRACE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -47,6 +44,8 @@ and runs in the foreground: start it under systemd, Docker or Kubernetes.
 commands:
   trio-dls CONFIG           run until SIGTERM or SIGINT (Ctrl-C)
   trio-dls check CONFIG     validate CONFIG and show what would run
+  trio-dls demo             run against a bundled fake Duo API (no account
+                            needed); see trio-dls demo --help
 
 exit status:
   0  stopped cleanly, or check found CONFIG valid
@@ -82,9 +81,44 @@ def _parser(prog: str, *, command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def _demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-dls demo",
+        description="Run trio-dls against the bundled fake Duo API and five "
+        "local listeners standing in for SIEMs; no Duo account, no network.",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="how long to run (default 10)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=["JSON", "CEF"],
+        type=str.upper,
+        default="JSON",
+        help="the log_format to send (default JSON)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        metavar="PER_MINUTE",
+        help="make the fake Duo answer 429 above this many requests a minute "
+        "per endpoint, to watch trio-dls pace itself",
+    )
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "demo":
+        options = _demo_parser().parse_args(args[1:])
+        return demo.main(
+            sys.stdout,
+            seconds=options.seconds,
+            log_format=options.format,
+            rate_limit=options.rate_limit,
+        )
     if args and args[0] == "check":
         options = _parser("trio-dls", command="check").parse_args(args[1:])
         return check(options.config, sys.stdout, sys.stderr)
@@ -227,34 +261,9 @@ async def _serve_until_signalled(config: Config, grace: float) -> None:
                 log.info("received %s", signal.Signals(signum).name)
                 return
 
-        checkpointing = config.dls_settings.checkpointing
-        store = CheckpointStore(
-            Path(checkpointing.directory), enabled=checkpointing.enabled
-        )
-        await store.prepare()
-        limiter = trio.CapacityLimiter(THREADS)
-
-        def api_for(account: AccountRef) -> ThreadedDuoApi:
-            return ThreadedDuoApi(
-                config.account,
-                config.dls_settings.proxy,
-                limiter=limiter,
-                child_account_id=account.account_id,
-            )
-
-        await serve(
+        await run_daemon(
             config,
             shutdown_trigger=next_signal,
             force_trigger=next_signal,
             grace=grace,
-            fetcher=Fetching(
-                api_for=api_for,
-                store=store,
-                settings=FetchSettings.from_config(config),
-                host=config.account.api_host,
-            ),
-            sender=send_to_siem,
-            discover_accounts=AccountDiscovery(
-                api_for(AccountRef(config.account.ikey))
-            ),
         )

@@ -198,7 +198,7 @@ class _Run:
             return None
         if stop.is_set:
             return None
-        self.budget.accepted()
+        self.budget.accepted(trio.current_time())
         self.backoff.succeeded()
         return step
 

@@ -11,10 +11,13 @@ that *finds* the limit and then stays just under it:
   second), so a backlog is not throttled by a guess.
 * A 429 right after another one means the pace is far too fast: the interval
   doubles (a few steps reach Duo's two requests a minute from anywhere).
-* A 429 after a served request means the limit lies just above the served
-  pace: the interval grows by 5% only, and the *probe* (the 2% by which each
-  served request shortens the interval) is halved, down to 0.1%.  So the pace
-  oscillates ever more closely under the limit, and a 429 becomes rare.
+* A 429 after a served request means the limit lies just above the pace
+  Duo served during the last minute (the time since the oldest request it
+  served in that minute, divided by their number): the interval becomes that
+  (and at least 5% longer than the one just refused), and the *probe* (the 2%
+  by which each served request shortens the interval) is halved, down to
+  0.1%.  So the pace settles ever more closely under the limit, and a 429
+  becomes rare.
 * Fifty served requests in a row double the probe again (up to 5%): a limit
   that was raised is found again.
 
@@ -32,11 +35,13 @@ randomness comes from an injected ``random.Random``, so tests are exact.
 
 from __future__ import annotations
 
+import collections
 import random
 from typing import Final
 
 import attrs
 
+RATE_WINDOW: Final = 60.0  # seconds: Duo speaks of requests per minute
 INITIAL_INTERVAL: Final = 0.25
 MIN_INTERVAL: Final = 0.1
 MAX_INTERVAL: Final = 120.0
@@ -61,6 +66,9 @@ class RateBudget:
     _refused_in_a_row: int = attrs.field(default=0, init=False)
     _streak: int = attrs.field(default=0, init=False)
     _probe: float = attrs.field(default=PROBE, init=False)
+    _accepted: collections.deque[float] = attrs.field(
+        factory=collections.deque, init=False
+    )
 
     def next_request_at(self) -> float:
         """Return the earliest time the next request may be sent."""
@@ -70,8 +78,9 @@ class RateBudget:
         """Note that a request goes out at *now*."""
         self._next_at = now + self.interval
 
-    def accepted(self) -> None:
-        """Note that the request sent last was served (not a 429)."""
+    def accepted(self, now: float) -> None:
+        """Note that the request sent at *now* was served (not a 429)."""
+        self._accepted.append(now)
         self._refused_in_a_row = 0
         self._streak += 1
         if self._streak % PROBE_RAISE_AFTER == 0:
@@ -85,8 +94,16 @@ class RateBudget:
             self.interval *= 2
         else:
             # Refused after being served: the limit lies just above the pace
-            # that was served.  Step back, and probe more gently from now on.
-            self.interval *= SLOWDOWN
+            # that was served during the last minute.  Step back to it (at
+            # least a little), and probe more gently from now on.
+            while self._accepted and self._accepted[0] < now - RATE_WINDOW:
+                self._accepted.popleft()
+            served = (
+                (now - self._accepted[0]) / len(self._accepted)
+                if self._accepted
+                else self.interval
+            )
+            self.interval = max(self.interval * SLOWDOWN, served)
             self._probe = max(MIN_PROBE, self._probe / 2)
         self._refused_in_a_row += 1
         self._streak = 0

@@ -1,0 +1,75 @@
+"""Pacing: the request budget and the backoff, as pure functions of time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from trio_dls.pacing import (
+    BACKOFF_CAP,
+    INITIAL_INTERVAL,
+    JITTER,
+    MAX_INTERVAL,
+    SLOWDOWN,
+    Backoff,
+    RateBudget,
+)
+
+
+def test_requests_are_spaced_by_the_interval() -> None:
+    """The next request may go one interval after the last one."""
+    budget = RateBudget(rng=random.Random(1))
+    budget.sent(100.0)
+    assert budget.next_request_at() == pytest.approx(100.0 + INITIAL_INTERVAL)
+
+
+def test_repeated_429s_double_the_interval_up_to_the_cap() -> None:
+    """Refused again and again, the pace halves each time, never below 1/120 s."""
+    budget = RateBudget(rng=random.Random(1))
+    intervals = []
+    for now in range(20):
+        budget.sent(float(now))
+        budget.rate_limited(float(now))
+        intervals.append(budget.interval)
+    assert intervals[1] == pytest.approx(2 * intervals[0])
+    assert max(intervals) == MAX_INTERVAL
+
+
+def test_a_429_after_service_steps_back_to_the_served_pace() -> None:
+    """Refused after requests were served, the interval is that served pace."""
+    budget = RateBudget(rng=random.Random(1), interval=10.0)
+    for now in (0.0, 10.0, 20.0, 30.0):  # served every 10 s
+        budget.sent(now)
+        budget.accepted(now)
+    budget.sent(39.0)
+    budget.rate_limited(39.0)
+    assert budget.interval >= 39.0 / 4
+    assert budget.interval >= 10.0 * (1 - 0.02) ** 4 * SLOWDOWN
+
+
+def test_served_requests_probe_a_faster_pace() -> None:
+    """Each served request shortens the interval a little."""
+    budget = RateBudget(rng=random.Random(1), interval=10.0)
+    budget.sent(0.0)
+    budget.accepted(0.0)
+    assert 9.0 < budget.interval < 10.0
+
+
+def test_the_wait_after_a_429_has_bounded_jitter() -> None:
+    """After a 429 the next request waits one interval plus at most 10%."""
+    for seed in range(50):
+        budget = RateBudget(rng=random.Random(seed))
+        resume = budget.rate_limited(0.0)
+        assert budget.interval <= resume <= budget.interval * (1 + JITTER)
+
+
+def test_backoff_grows_to_its_cap_and_resets() -> None:
+    """Transient failures wait 1, 2, 4... s up to the cap; a success resets it."""
+    backoff = Backoff(rng=random.Random(3))
+    waits = [backoff.failed() for _ in range(15)]
+    assert 1.0 <= waits[0] <= 1.0 * (1 + JITTER)
+    assert 2.0 <= waits[1] <= 2.0 * (1 + JITTER)
+    assert BACKOFF_CAP <= waits[-1] <= BACKOFF_CAP * (1 + JITTER)
+    backoff.succeeded()
+    assert backoff.failed() <= 1.0 * (1 + JITTER)

@@ -1,0 +1,62 @@
+"""The daemon assembled: the supervision tree with the real parts plugged in.
+
+The CLI and the demo both run exactly this; tests plug fakes into
+``trio_dls.supervisor.serve`` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from trio_dls.checkpoints import CheckpointStore
+from trio_dls.duo import THREADS, ThreadedDuoApi
+from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
+from trio_dls.senders import send_to_siem
+from trio_dls.supervisor import DEFAULT_GRACE, AccountRef, Trigger, serve
+
+if TYPE_CHECKING:
+    from trio_dls.config import Config
+
+
+async def run_daemon(
+    config: Config,
+    *,
+    shutdown_trigger: Trigger,
+    force_trigger: Trigger | None = None,
+    grace: float = DEFAULT_GRACE,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Fetch from Duo and send to the servers of *config* until triggered."""
+    checkpointing = config.dls_settings.checkpointing
+    store = CheckpointStore(
+        Path(checkpointing.directory), enabled=checkpointing.enabled
+    )
+    await store.prepare()
+    limiter = trio.CapacityLimiter(THREADS)
+
+    def api_for(account: AccountRef) -> ThreadedDuoApi:
+        return ThreadedDuoApi(
+            config.account,
+            config.dls_settings.proxy,
+            limiter=limiter,
+            child_account_id=account.account_id,
+        )
+
+    await serve(
+        config,
+        shutdown_trigger=shutdown_trigger,
+        force_trigger=force_trigger,
+        grace=grace,
+        fetcher=Fetching(
+            api_for=api_for,
+            store=store,
+            settings=FetchSettings.from_config(config),
+            host=config.account.api_host,
+        ),
+        sender=send_to_siem,
+        discover_accounts=AccountDiscovery(api_for(AccountRef(config.account.ikey))),
+        task_status=task_status,
+    )
