@@ -1,0 +1,244 @@
+"""The real daemon process, killed with SIGKILL mid-catch-up, loses nothing.
+
+Rules for these tests: ``python -m trio_dls`` runs as its own process against
+the fake Duo API (real HTTPS, in a thread of the test) and a loopback TCP
+listener standing in for the SIEM.  Kills happen when the listener has seen a
+random number of records, not after a sleep; every wait is bounded.  What
+arrived is compared with what the fake holds.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import signal
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.test_cli import Lines
+from trio_dls.endpoints import Endpoint
+from trio_dls.fakeduo import (
+    DatasetSpec,
+    FakeDuo,
+    FakeDuoConfig,
+    Faults,
+    serve_in_thread,
+)
+from trio_dls.fakeduo.data import record_key
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+WAIT = 120.0  # seconds; a bound on each wait, never a sleep
+PAGE = {e: 500 if e is Endpoint.TRUSTMONITOR else 1000 for e in Endpoint}
+EVENTTYPES = {
+    "authentication": Endpoint.AUTH,
+    "administrator": Endpoint.ADMINACTION,
+    "telephony": Endpoint.TELEPHONY,
+    "activity": Endpoint.ACTIVITY,
+}
+Key = tuple[Endpoint, str]
+
+
+def key_of(line: bytes) -> Key:
+    """The endpoint and identity of one received JSON line."""
+    record = json.loads(line)
+    endpoint = EVENTTYPES.get(record.get("eventtype", ""), Endpoint.TRUSTMONITOR)
+    return endpoint, record_key(endpoint, record)
+
+
+class Siem(socketserver.ThreadingTCPServer):
+    """A loopback TCP listener keeping every complete line it receives."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        """Listen on a free loopback port."""
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[Key] = []
+        self.changed = threading.Condition()
+
+    def wait_for(self, predicate: object) -> None:
+        """Block until *predicate()* holds; fail after WAIT seconds."""
+        with self.changed:
+            assert self.changed.wait_for(predicate, timeout=WAIT)  # type: ignore[arg-type]
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server = self.server
+        assert isinstance(server, Siem)
+        for line in self.rfile:
+            if not line.endswith(b"\n"):
+                return  # cut by a kill: not a record
+            with server.changed:
+                server.received.append(key_of(line))
+                server.changed.notify_all()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDuo]:
+    """A fake Duo with a few pages per endpoint, answering slowly enough.
+
+    Each answer takes 0.3 s, so catching up takes a few seconds and kills
+    land in the middle of it.
+    """
+    spec = DatasetSpec(
+        seed=77,
+        span=86_400.0,
+        counts={
+            Endpoint.AUTH: 3500,
+            Endpoint.ADMINACTION: 2200,
+            Endpoint.TELEPHONY: 2100,
+            Endpoint.ACTIVITY: 2600,
+            Endpoint.TRUSTMONITOR: 1300,
+        },
+    )
+    with serve_in_thread(
+        FakeDuo(FakeDuoConfig(dataset=spec, faults=Faults(delay=0.3)))
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def siem() -> Iterator[Siem]:
+    """The listener, serving in a thread."""
+    server = Siem()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def expected(fake: FakeDuo) -> list[Key]:
+    """Every record Duo would serve now (the first 1000 of an admin second)."""
+    keys = []
+    horizon_ms = (time.time() - 125) * 1000
+    for endpoint in Endpoint:
+        per_second: collections.Counter[int] = collections.Counter()
+        for record in fake.held_records(endpoint):
+            per_second[record.ts_ms // 1000] += 1
+            admin_excess = endpoint is Endpoint.ADMINACTION and (
+                per_second[record.ts_ms // 1000] > PAGE[endpoint]
+            )
+            if record.ts_ms < horizon_ms and not admin_excess:
+                keys.append((endpoint, record.key))
+    return keys
+
+
+def write_config(tmp_path: Path, fake: FakeDuo, siem: Siem) -> Path:
+    """A config sending every endpoint to the listener, cursors in tmp_path."""
+    path = tmp_path / "config.yml"
+    path.write_text(
+        f"""\
+version: '1.0.0'
+dls_settings:
+  log_filepath: {tmp_path / "trio-dls.log"}
+  api: {{offset: 2, timeout: 120}}
+  checkpointing: {{directory: {tmp_path / "state"}}}
+servers:
+  - {{id: siem, hostname: 127.0.0.1, port: {siem.server_address[1]}, protocol: TCP}}
+account:
+  ikey: {fake.ikey}
+  skey: {fake.skey}
+  hostname: localhost:{fake.port}
+  ca_certs: {fake.ca_certs}
+  endpoint_server_mappings:
+    - endpoints: [auth, adminaction, telephony, trustmonitor, activity]
+      server: siem
+"""
+    )
+    return path
+
+
+class Daemon:
+    """``python -m trio_dls CONFIG`` as a child process."""
+
+    def __init__(self, config: Path) -> None:
+        """Start it and wait until its tree runs."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trio_dls", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines = Lines(self.proc)
+        self.lines.wait_for("started:", timeout=WAIT)
+
+    def stop(self, signum: int) -> int:
+        """Send *signum*; return the exit status."""
+        self.proc.send_signal(signum)
+        status = self.proc.wait(timeout=WAIT)
+        self.lines.rest()
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+        return status
+
+
+def duplicates(received: list[Key]) -> collections.Counter[Endpoint]:
+    """How many extra copies of records each endpoint got."""
+    extra: collections.Counter[Endpoint] = collections.Counter()
+    for (endpoint, _), count in collections.Counter(received).items():
+        extra[endpoint] += count - 1
+    return extra
+
+
+def test_sigkill_during_catch_up_loses_nothing(
+    tmp_path: Path, fake: FakeDuo, siem: Siem
+) -> None:
+    """Killed with SIGKILL at random moments, restarts still deliver everything.
+
+    Duplicates are bounded by one page per endpoint per kill.
+    """
+    config = write_config(tmp_path, fake, siem)
+    want = expected(fake)
+    rng = random.Random(1234)
+    kills = 4
+    for _ in range(kills):
+        daemon = Daemon(config)
+        seen = len(siem.received)
+        target = seen + rng.randint(1, 3000)
+        siem.wait_for(lambda t=target: len(siem.received) >= t)
+        assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert len(set(siem.received)) < len(want)  # the kills were mid-way
+
+    daemon = Daemon(config)
+    siem.wait_for(lambda: set(want) <= set(siem.received))
+    assert daemon.stop(signal.SIGTERM) == 0
+
+    assert set(want) == set(siem.received)
+    for endpoint, extra in duplicates(siem.received).items():
+        assert extra <= kills * PAGE[endpoint], endpoint
+
+
+def test_sigterm_and_restart_send_nothing_twice(
+    tmp_path: Path, fake: FakeDuo, siem: Siem
+) -> None:
+    """Stopped with SIGTERM mid-catch-up and restarted, no record arrives twice."""
+    config = write_config(tmp_path, fake, siem)
+    want = expected(fake)
+    for target in (1500, 5000):
+        daemon = Daemon(config)
+        siem.wait_for(lambda t=target: len(siem.received) >= t)
+        assert daemon.stop(signal.SIGTERM) == 0
+    assert len(set(siem.received)) < len(want)
+
+    daemon = Daemon(config)
+    siem.wait_for(lambda: set(want) <= set(siem.received))
+    assert daemon.stop(signal.SIGTERM) == 0
+
+    assert sorted(want) == sorted(siem.received)
