@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 BASE = 1_790_000_000.0  # 2026-09-21T13:33:20Z; any fixed UTC epoch will do
 DAY = 86_400.0
-ADMIN_PAGE = 1000
 # A run that has not delivered everything after this much virtual time never will.
 PATIENCE = 7 * DAY
 # The fake generates its data when created, before trio's clock starts at 0.
@@ -142,23 +141,13 @@ class Recorder:
 def held(
     app: FakeDuoApp, endpoints: list[Endpoint], children: list[str | None] | None = None
 ) -> list[Key]:
-    """What the fake holds and Duo would serve now (older than 2 minutes)."""
-    horizon_ms = (BASE + trio.current_time() - 120) * 1000
-    keys = []
-    for child in children or [None]:
-        for endpoint in endpoints:
-            per_second: collections.Counter[int] = collections.Counter()
-            for record in app.held_records(endpoint, child):
-                if record.ts_ms >= horizon_ms:
-                    continue
-                if endpoint is Endpoint.ADMINACTION:
-                    # Duo returns the first 1000 events of a second and no
-                    # client can have the rest (DUO_API.md).
-                    per_second[record.ts_ms // 1000] += 1
-                    if per_second[record.ts_ms // 1000] > ADMIN_PAGE:
-                        continue
-                keys.append((child, endpoint, record.key))
-    return keys
+    """What a correct client has fetched from the fake by now."""
+    return [
+        (child, endpoint, record.key)
+        for child in children or [None]
+        for endpoint in endpoints
+        for record in app.servable_records(endpoint, child)
+    ]
 
 
 @attrs.define

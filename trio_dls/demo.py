@@ -12,12 +12,11 @@ holds arrived.  Nothing leaves 127.0.0.1.
 
 from __future__ import annotations
 
-import collections
 import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import Final, TextIO
 
 import attrs
 import trio
@@ -29,11 +28,6 @@ from trio_dls.daemon import run_daemon
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, Faults
 
-if TYPE_CHECKING:
-    from trio_dls.fakeduo import FakeDuoApp
-
-DUO_DELAY: Final = 120.0  # Duo serves records once they are two minutes old
-ADMIN_PAGE: Final = 1000
 POLL: Final = 10  # the demo polls Duo every 10 s once caught up
 
 
@@ -95,24 +89,6 @@ account:
 """
 
 
-def fetchable(app: FakeDuoApp | FakeDuo, endpoint: Endpoint, now: float) -> int:
-    """How many records Duo would have served by *now* for *endpoint*."""
-    horizon_ms = (now - DUO_DELAY) * 1000
-    per_second: collections.Counter[int] = collections.Counter()
-    total = 0
-    for record in app.held_records(endpoint):
-        if record.ts_ms >= horizon_ms:
-            continue
-        per_second[record.ts_ms // 1000] += 1
-        # No client can fetch more than 1000 admin events of one second.
-        if (
-            endpoint is not Endpoint.ADMINACTION
-            or per_second[record.ts_ms // 1000] <= ADMIN_PAGE
-        ):
-            total += 1
-    return total
-
-
 async def run_demo(
     out: TextIO,
     *,
@@ -172,7 +148,7 @@ def _summary(out: TextIO, fake: FakeDuo, listeners: list[Listener]) -> bool:
     complete = True
     print("\nendpoint        received  Duo had (older than 2 min)", file=out)
     for listener in listeners:
-        expected = fetchable(fake, listener.endpoint, now)
+        expected = len(fake.servable_records(listener.endpoint, as_of=now))
         mark = "ok" if listener.count >= expected else "MISSING"
         complete &= listener.count >= expected
         print(

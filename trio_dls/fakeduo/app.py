@@ -35,7 +35,12 @@ from trio_dls.fakeduo.data import (
 )
 from trio_dls.fakeduo.envelope import DuoError
 from trio_dls.fakeduo.faults import DropPoint, FaultDice, Faults, Outcome, RateLimiter
-from trio_dls.fakeduo.logs import LogRules, answer_log_query, endpoint_for_path
+from trio_dls.fakeduo.logs import (
+    ADMIN_PAGE,
+    LogRules,
+    answer_log_query,
+    endpoint_for_path,
+)
 from trio_dls.fakeduo.signing import (
     AuthFailure,
     Credentials,
@@ -188,6 +193,34 @@ class FakeDuoApp:
             return list(
                 self._dataset.records(account_id or self.config.account_id, endpoint)
             )
+
+    def servable_records(
+        self,
+        endpoint: Endpoint,
+        account_id: str | None = None,
+        *,
+        as_of: float | None = None,
+    ) -> list[FakeRecord]:
+        """Return what a correct client fetches of ``endpoint`` by ``as_of``.
+
+        That is every held record older than the availability delay at
+        ``as_of`` (default: now), except, in the administrator log, the events
+        of a second beyond its first 1000, which no client can fetch.  Tests
+        and the demo compare what was delivered with this.
+        """
+        now = self._clock() if as_of is None else as_of
+        horizon_ms = (now - self.config.rules.availability_delay) * 1000
+        per_second: Counter[int] = Counter()
+        servable = []
+        for record in self.held_records(endpoint, account_id):
+            if record.ts_ms >= horizon_ms:
+                break
+            second = record.ts_ms // 1000
+            per_second[second] += 1
+            if endpoint is Endpoint.ADMINACTION and per_second[second] > ADMIN_PAGE:
+                continue
+            servable.append(record)
+        return servable
 
     def add_record(
         self,

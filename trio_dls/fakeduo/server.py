@@ -173,6 +173,16 @@ class FakeDuo:
         """Return every record held for ``endpoint`` (ascending) as of now."""
         return self.app.held_records(endpoint, account_id)
 
+    def servable_records(
+        self,
+        endpoint: Endpoint,
+        account_id: str | None = None,
+        *,
+        as_of: float | None = None,
+    ) -> list[FakeRecord]:
+        """Return what a correct client fetches by ``as_of`` (see the app's)."""
+        return self.app.servable_records(endpoint, account_id, as_of=as_of)
+
     def add_record(
         self,
         endpoint: Endpoint,
