@@ -233,7 +233,10 @@ def test_rejected_credentials_exit_1_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     fatal = [line for line in proc.stderr.splitlines() if "fatal:" in line]
     assert len(fatal) == 1
-    assert "GET /admin/v2/logs/authentication: Duo rejected the credentials" in fatal[0]
+    assert (
+        "account DIXXXXXXXXXXXXXXXXXX, endpoint auth: GET "
+        "/admin/v2/logs/authentication: Duo rejected the credentials"
+    ) in fatal[0]
     assert "Traceback" not in proc.stderr
     assert SKEY not in proc.stdout + proc.stderr
 

@@ -7,12 +7,14 @@ every broken config is checked for its key path, its line and its message.
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
 import attrs
 import pytest
 
+from trio_dls.cli import check
 from trio_dls.config import (
     ConfigError,
     Environment,
@@ -655,11 +657,23 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("case", list(BROKEN), ids=list(BROKEN))
-def test_broken_config(case: str, env: Environment, tmp_path: Path) -> None:
-    """Each broken config yields its own message naming the key path and line."""
+def test_broken_config(case: str, tmp_path: Path) -> None:
+    """Each broken config yields its own message naming the key path and line.
+
+    Checked the way an operator meets it: ``trio-dls check`` on the file,
+    exit status 2, the message and a summary line, no traceback.
+    """
     text, expected = BROKEN[case]
     (tmp_path / "afile").write_text("")
-    assert [expected.format(tmp=tmp_path)] == problems_of(text, env)
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    out, err = io.StringIO(), io.StringIO()
+    status = check(path, out, err)
+    assert (status, out.getvalue()) == (2, "")
+    assert [
+        str(path) + expected.format(tmp=tmp_path).removeprefix("config.yml"),
+        f"trio-dls: 1 problem in {path}; nothing was started",
+    ] == err.getvalue().splitlines()
 
 
 def test_every_mistake_is_reported_at_once(env: Environment) -> None:

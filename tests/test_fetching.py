@@ -361,7 +361,9 @@ async def test_rejected_credentials_stop_the_daemon(
         trio.fail_after(PATIENCE),
         pytest.RaisesGroup(
             pytest.RaisesExc(
-                CredentialsRejectedError, match="GET /admin/v2/logs/authentication"
+                CredentialsRejectedError,
+                match="^account DIFAKEDUOINTEGRATION, endpoint auth: GET "
+                "/admin/v2/logs/authentication: Duo rejected the credentials",
             ),
             flatten_subgroups=True,
         ),

@@ -39,6 +39,7 @@ import trio
 from trio_dls.checkpoints import CheckpointStore
 from trio_dls.cursors import Cursor, initial_cursor
 from trio_dls.duo import (
+    CredentialsRejectedError,
     DuoApi,
     RateLimitedError,
     TransientApiError,
@@ -175,6 +176,13 @@ class _Run:
             with stop.cancels():
                 response = await self.api.get(request.path, request.params_dict())
                 step = apply_response(request, response)
+        except CredentialsRejectedError as exc:
+            account = self.context.account
+            who = f"account {account.name}" + (
+                f" (child {account.account_id})" if account.account_id else ""
+            )
+            msg = f"{who}, endpoint {self.context.endpoint}: {exc}"
+            raise CredentialsRejectedError(msg) from None
         except RateLimitedError:
             resume = self.budget.rate_limited(trio.current_time())
             self.status.enter(
