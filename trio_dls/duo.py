@@ -84,7 +84,7 @@ def classify(exc: BaseException, what: str) -> Exception:
             return RateLimitedError(f"{what}: HTTP 429 ({detail})")
         return TransientApiError(f"{what}: HTTP {status} ({detail})")
     if isinstance(exc, trio.TooSlowError):
-        return TransientApiError(f"{what}: no answer within {CALL_TIMEOUT:g} s")
+        return TransientApiError(f"{what}: no answer in time")
     if isinstance(exc, socket.gaierror):
         return TransientApiError(f"{what}: cannot resolve the API hostname ({exc})")
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -179,8 +179,10 @@ class ThreadedDuoApi:
                     limiter=self._limiter,
                     abandon_on_cancel=True,
                 )
+        except trio.TooSlowError:
+            msg = f"{what}: no answer within {self._timeout:g} s"
+            raise TransientApiError(msg) from None
         except (
-            trio.TooSlowError,
             RuntimeError,
             OSError,
             http.client.HTTPException,

@@ -1,0 +1,167 @@
+"""duo_client in threads against the fake Duo API over HTTPS: calls and errors.
+
+Rules for these tests: the fake runs in the test's trio loop on loopback with
+a trustme certificate; calls go through the real duo_client in worker threads
+(``ThreadedDuoApi``), on the real clock, each bounded by its call timeout.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from tests.fakeduo_fixtures import IGNORE_DUO_CLIENT_SSL_WARNING, small_config
+from trio_dls.config import Account, Config, Environment, Proxy, load_config_text
+from trio_dls.duo import (
+    CredentialsRejectedError,
+    RateLimitedError,
+    ThreadedDuoApi,
+    TransientApiError,
+)
+from trio_dls.endpoints import Endpoint
+from trio_dls.fakeduo import FakeDuo, Faults, make_children
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.filterwarnings(IGNORE_DUO_CLIENT_SSL_WARNING)
+
+AUTH = "/admin/v2/logs/authentication"
+
+
+def account_for(fake: FakeDuo, tmp_path: Path, *, skey: str | None = None) -> Config:
+    """A config whose account is the fake's integration."""
+    text = f"""\
+version: '1.0.0'
+servers: [{{id: s, hostname: 127.0.0.1, port: 9, protocol: UDP}}]
+account:
+  ikey: {fake.ikey}
+  skey: {skey or fake.skey}
+  hostname: localhost:{fake.port}
+  ca_certs: {fake.ca_certs}
+  endpoint_server_mappings: [{{endpoints: auth, server: s}}]
+"""
+    env = Environment(base_directory=tmp_path, environ={}, euid=1000)
+    return load_config_text(text, "c.yml", env)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDuo]:
+    """The fake Duo API with two MSP children, serving in the test's loop."""
+    server = FakeDuo(small_config(children=make_children(2, seed=9)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+NO_PROXY = Proxy()
+
+
+def api(account: Account, proxy: Proxy = NO_PROXY, **kwargs: object) -> ThreadedDuoApi:
+    """A ThreadedDuoApi with its own limiter."""
+    return ThreadedDuoApi(
+        account,
+        proxy,
+        limiter=trio.CapacityLimiter(4),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def window(fake: FakeDuo) -> dict[str, str]:
+    """The params of a request for the whole auth log of the fake."""
+    records = fake.held_records(Endpoint.AUTH)
+    return {
+        "mintime": str(records[0].ts_ms),
+        "maxtime": str(records[-1].ts_ms),
+        "limit": "1000",
+        "sort": "ts:asc",
+    }
+
+
+async def test_a_signed_get_returns_the_response(fake: FakeDuo, tmp_path: Path) -> None:
+    """A GET through duo_client returns Duo's ``response`` part."""
+    config = account_for(fake, tmp_path)
+    response = await api(config.account).get(AUTH, window(fake))
+    assert isinstance(response, dict)
+    assert len(response["authlogs"]) == len(fake.held_records(Endpoint.AUTH))
+
+
+async def test_requests_go_through_the_configured_proxy(
+    fake: FakeDuo, tmp_path: Path
+) -> None:
+    """With dls_settings.proxy set, duo_client tunnels through CONNECT."""
+    config = account_for(fake, tmp_path)
+    proxy = Proxy(proxy_server="localhost", proxy_port=fake.port)
+    response = await api(config.account, proxy).get(AUTH, window(fake))
+    assert isinstance(response, dict)
+    assert response["authlogs"]
+
+
+async def test_msp_children_are_listed_and_read(fake: FakeDuo, tmp_path: Path) -> None:
+    """The Accounts API lists children; account_id reads a child's own logs."""
+    config = account_for(fake, tmp_path)
+    children = await api(config.account).list_child_accounts()
+    assert [c["account_id"] for c in children] == [c.account_id for c in fake.children]
+    child = fake.children[0].account_id
+    response = await api(config.account, child_account_id=child).get(AUTH, window(fake))
+    assert isinstance(response, dict)
+
+
+async def test_a_wrong_skey_is_fatal(fake: FakeDuo, tmp_path: Path) -> None:
+    """Duo's 401 becomes CredentialsRejectedError, without the skey in it."""
+    wrong = "wrong-secret-key-wrong-secret-key-wrong-1"
+    config = account_for(fake, tmp_path, skey=wrong)
+    with pytest.raises(CredentialsRejectedError) as info:
+        await api(config.account).get(AUTH, window(fake))
+    assert "HTTP 401" in str(info.value)
+    assert wrong not in str(info.value)
+
+
+async def test_a_429_comes_straight_back(fake: FakeDuo, tmp_path: Path) -> None:
+    """duo_client's own sleeping retries are off: a 429 is raised at once."""
+    fake.faults = Faults(rate_limit=1, rate_burst=1)
+    client = api(account_for(fake, tmp_path).account)
+    await client.get(AUTH, window(fake))
+    with trio.fail_after(10), pytest.raises(RateLimitedError, match="42901"):
+        await client.get(AUTH, window(fake))
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(error_rate=1.0),
+        Faults(drop_rate=1.0),
+        Faults(malformed_rate=1.0),
+    ],
+    ids=["5xx", "dropped", "malformed"],
+)
+async def test_transient_failures_are_translated(
+    faults: Faults, fake: FakeDuo, tmp_path: Path
+) -> None:
+    """5xx, dropped and malformed answers become TransientApiError."""
+    fake.faults = faults
+    with pytest.raises(TransientApiError):
+        await api(account_for(fake, tmp_path).account).get(AUTH, window(fake))
+
+
+async def test_a_slow_answer_times_out(fake: FakeDuo, tmp_path: Path) -> None:
+    """An answer slower than the call timeout is a TransientApiError."""
+    fake.faults = Faults(delay=30)
+    client = api(account_for(fake, tmp_path).account, call_timeout=0.5)
+    with pytest.raises(TransientApiError, match="no answer within"):
+        await client.get(AUTH, window(fake))
+
+
+async def test_an_unreachable_duo_is_transient(tmp_path: Path) -> None:
+    """A refused connection is retried later, not fatal."""
+    fake = FakeDuo(small_config())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        config = account_for(fake, tmp_path)
+        nursery.cancel_scope.cancel()
+    with pytest.raises(TransientApiError):
+        await api(config.account).get(AUTH, {"mintime": "1", "maxtime": "2"})
