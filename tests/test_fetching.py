@@ -57,13 +57,14 @@ def config_for(
     *,
     msp: bool = False,
     block: tuple[str, ...] = (),
+    offset: int = 3,
 ) -> Config:
     """A config fetching *endpoints* to one server, cursors in tmp_path."""
     names = ", ".join(e.value for e in endpoints)
     text = f"""\
 version: '1.0.0'
 dls_settings:
-  api: {{offset: 3, timeout: 120}}
+  api: {{offset: {offset}, timeout: 120}}
   checkpointing: {{directory: {tmp_path / "state"}}}
 servers:
   - {{id: siem, hostname: 127.0.0.1, port: 9000, protocol: TCP}}
@@ -462,3 +463,17 @@ async def test_catch_up_is_as_fast_as_the_rate_limit_allows(
     statuses = [status for _, status in daemon.outcomes]
     exploring = math.ceil(math.log2(MAX_INTERVAL / INITIAL_INTERVAL))
     assert statuses.count(429) <= exploring + 0.1 * len(statuses)
+
+
+async def test_a_first_start_180_days_back_warns_of_nothing(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DLS's default offset (180 days) starts at Duo's limit, without a warning."""
+    del autojump_clock
+    app = make_app(DatasetSpec(seed=2, span=DAY, end_before=600, admin_burst=0))
+    endpoints = list(Endpoint)
+    daemon = Daemon(app, config_for(tmp_path, endpoints, offset=180))
+    await daemon.run_until_complete(lambda: held(app, endpoints))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []

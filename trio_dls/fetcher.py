@@ -123,9 +123,13 @@ class Fetching:
             budget=RateBudget(rng=self.rng),
             backoff=Backoff(rng=self.rng),
         )
+        # A first start goes back the configured offset, but no further than
+        # Duo serves (with its margin): asking for 180 days would only earn a
+        # warning that the oldest day cannot be had.
+        days = min(self.settings.offset_days, self.settings.limits.retention_days)
         cursor: Cursor = await self.store.load(
             endpoint, account.account_id
-        ) or initial_cursor(endpoint, self.clock(), self.settings.offset_days)
+        ) or initial_cursor(endpoint, self.clock(), days)
         poll = self.settings.poll_interval
 
         while not context.stop.is_set:
