@@ -22,7 +22,6 @@ from trio_dls.supervisor import (
     Page,
     SenderContext,
     StopSignal,
-    refusing_sender,
     serve,
 )
 
@@ -327,27 +326,10 @@ async def test_stop_during_account_discovery(config: Config) -> None:
         config,
         shutdown_trigger=stop_now.wait,
         fetcher=fetcher,
+        sender=Recorder(),
         discover_accounts=slow_discovery,
     )
     assert started == []
-
-
-async def test_refusing_sender_never_acknowledges(config: Config) -> None:
-    """Until senders exist, a page is refused loudly, never reported written."""
-
-    async def fetcher(context: FetcherContext) -> None:
-        await context.outputs.deliver(page(context, 1))
-
-    with pytest.RaisesGroup(
-        pytest.RaisesExc(FatalError, match="not implemented"), flatten_subgroups=True
-    ):
-        await serve(
-            config,
-            shutdown_trigger=trio.sleep_forever,
-            fetcher=fetcher,
-            sender=refusing_sender,
-            discover_accounts=single_account,
-        )
 
 
 async def test_stop_signal_cancels_registered_scopes() -> None:

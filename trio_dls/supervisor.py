@@ -41,7 +41,6 @@ import trio
 
 from trio_dls.config import Config, Server
 from trio_dls.endpoints import Endpoint
-from trio_dls.errors import FatalError
 
 log = logging.getLogger(__name__)
 
@@ -171,44 +170,15 @@ AccountDiscovery = Callable[[Config, StopSignal], Awaitable[list[AccountRef]]]
 Trigger = Callable[[], Awaitable[object]]
 
 
-async def idle_fetcher(context: FetcherContext) -> None:
-    """Fetch nothing and wait for the stop (fetching arrives with issue 4)."""
-    log.debug(
-        "%s/%s: fetching is not implemented yet", context.account.name, context.endpoint
-    )
-    await context.stop.wait()
-
-
-async def refusing_sender(context: SenderContext) -> None:
-    """Hold the server's channel open; refuse any page (senders: issue 5).
-
-    Raising rather than acknowledging keeps the delivery contract honest: a
-    page is never reported written when it was not.
-    """
-    async with context.deliveries:
-        async for _ in context.deliveries:
-            raise FatalError(
-                f"server {context.server.id!r}: sending is not implemented yet"
-            )
-
-
-async def configured_account(config: Config, stop: StopSignal) -> list[AccountRef]:
-    """Return the account whose credentials are in the config (MSP: issue 4)."""
-    del stop  # listing MSP children will be a Duo call that a stop cancels
-    if config.account.is_msp:
-        raise FatalError("is_msp: fetching MSP child accounts is not implemented yet")
-    return [AccountRef(name=config.account.ikey)]
-
-
 async def serve(
     config: Config,
     *,
     shutdown_trigger: Trigger,
     force_trigger: Trigger | None = None,
     grace: float = DEFAULT_GRACE,
-    fetcher: Fetcher = idle_fetcher,
-    sender: Sender = refusing_sender,
-    discover_accounts: AccountDiscovery = configured_account,
+    fetcher: Fetcher,
+    sender: Sender,
+    discover_accounts: AccountDiscovery,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the tree for *config* until *shutdown_trigger* returns.
