@@ -35,6 +35,9 @@ def write_config(tmp_path: Path, **overrides: str) -> Path:
         "log_format": "JSON",
         "extra_account": "",
         "endpoints": "[auth, adminaction, telephony, trustmonitor, activity]",
+        # Nothing listens on port 9 of loopback: the daemon retries, and no
+        # name lookup leaves the machine (a real API hostname would ask DNS).
+        "duo_host": "localhost:9",
     } | overrides
     path = tmp_path / "config.yml"
     path.write_text(
@@ -53,7 +56,7 @@ servers:
 account:
   ikey: DIXXXXXXXXXXXXXXXXXX
   skey: {SKEY}
-  hostname: api-test.duosecurity.com
+  hostname: {values["duo_host"]}
 {values["extra_account"]}  endpoint_server_mappings:
     - endpoints: {values["endpoints"]}
       server: siem
@@ -80,7 +83,7 @@ def test_check_summarises_a_valid_config(tmp_path: Path) -> None:
     """``check`` exits 0 and shows accounts, mappings, format and checkpoints."""
     status, out, err = run_cli("check", str(write_config(tmp_path)))
     assert (status, err) == (0, "")
-    assert "ikey DIXXXXXXXXXXXXXXXXXX at api-test.duosecurity.com" in out
+    assert "ikey DIXXXXXXXXXXXXXXXXXX at localhost:9" in out
     assert "skey ******** (inline)" in out
     assert "  auth -> siem" in out
     assert "  trustmonitor -> siem" in out
@@ -217,12 +220,11 @@ def test_rejected_credentials_exit_1_with_one_line(tmp_path: Path) -> None:
     """Credentials Duo refuses stop the daemon: one clear line, status 1."""
     fake = FakeDuo(FakeDuoConfig(dataset=DatasetSpec(seed=1, admin_burst=0)))
     with serve_in_thread(fake):
-        path = write_config(tmp_path, endpoints="[auth]")
-        text = path.read_text().replace(
-            "hostname: api-test.duosecurity.com",
-            f"hostname: localhost:{fake.port}\n  ca_certs: {fake.ca_certs}",
+        path = write_config(
+            tmp_path,
+            endpoints="[auth]",
+            duo_host=f"localhost:{fake.port}\n  ca_certs: {fake.ca_certs}",
         )
-        path.write_text(text)
         proc = subprocess.run(
             [sys.executable, "-m", "trio_dls", str(path)],
             capture_output=True,

@@ -11,7 +11,7 @@ import functools
 import socket
 import ssl
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 import trio
@@ -31,6 +31,7 @@ from trio_dls.transports import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 LIMIT = 10.0  # seconds: the bound on any wait for the network
@@ -120,6 +121,36 @@ async def test_unreachable_server_is_a_transport_error(nursery: trio.Nursery) ->
             await open_stream(make_server(port), nursery)
 
 
+class NoSuchHost(trio.abc.HostnameResolver):
+    """A resolver that knows no name, so no test query leaves the machine.
+
+    The machine's resolver would send a DNS query for ``siem.invalid`` to a
+    name server that is not on loopback; this answers as it would, at once.
+    """
+
+    async def getaddrinfo(
+        self, host: object, *args: object, **kwargs: object
+    ) -> NoReturn:
+        """Fail as getaddrinfo does for an unknown name."""
+        del host, args, kwargs
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def getnameinfo(self, *args: object) -> NoReturn:
+        """Not used."""
+        raise NotImplementedError
+
+
+@pytest.fixture
+async def no_dns() -> AsyncIterator[None]:
+    """Answer every name lookup with "unknown name", locally."""
+    previous = trio.socket.set_custom_hostname_resolver(NoSuchHost())
+    try:
+        yield
+    finally:
+        trio.socket.set_custom_hostname_resolver(previous)
+
+
+@pytest.mark.usefixtures("no_dns")
 async def test_unresolvable_hostname_is_a_transport_error(
     nursery: trio.Nursery,
 ) -> None:
@@ -411,6 +442,7 @@ async def test_udp_port_unreachable_is_a_transport_error() -> None:
         connection.close()
 
 
+@pytest.mark.usefixtures("no_dns")
 async def test_udp_unresolvable_hostname_is_a_transport_error() -> None:
     """A UDP server whose hostname does not resolve gives TransportError."""
     with pytest.raises(TransportError, match="resolve"), trio.fail_after(LIMIT):
