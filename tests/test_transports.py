@@ -150,11 +150,11 @@ async def no_dns() -> AsyncIterator[None]:
         trio.socket.set_custom_hostname_resolver(previous)
 
 
-@pytest.mark.usefixtures("no_dns")
 async def test_unresolvable_hostname_is_a_transport_error(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, no_dns: None
 ) -> None:
     """A hostname that does not resolve gives TransportError, not a crash."""
+    del no_dns  # pytest-trio runs async fixtures only when passed, not by mark
     with pytest.raises(TransportError, match="resolve"), trio.fail_after(LIMIT):
         await open_stream(make_server(514, hostname="siem.invalid"), nursery)
 
@@ -442,8 +442,8 @@ async def test_udp_port_unreachable_is_a_transport_error() -> None:
         connection.close()
 
 
-@pytest.mark.usefixtures("no_dns")
-async def test_udp_unresolvable_hostname_is_a_transport_error() -> None:
+async def test_udp_unresolvable_hostname_is_a_transport_error(no_dns: None) -> None:
     """A UDP server whose hostname does not resolve gives TransportError."""
+    del no_dns
     with pytest.raises(TransportError, match="resolve"), trio.fail_after(LIMIT):
         await open_datagram(make_server(514, Protocol.UDP, hostname="siem.invalid"))
