@@ -105,6 +105,14 @@ def _demo_parser() -> argparse.ArgumentParser:
         help="make the fake Duo answer 429 above this many requests a minute "
         "per endpoint, to watch trio-dls pace itself",
     )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        metavar="RECORDS",
+        help="records per endpoint in the fake's two days of logs "
+        "(default: a few hundred; try 20000 with --rate-limit 30 --seconds 60)",
+    )
     return parser
 
 
@@ -118,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seconds=options.seconds,
             log_format=options.format,
             rate_limit=options.rate_limit,
+            backlog=options.backlog,
         )
     if args and args[0] == "check":
         options = _parser("trio-dls", command="check").parse_args(args[1:])

@@ -95,11 +95,20 @@ async def run_demo(
     seconds: float,
     log_format: str = "JSON",
     rate_limit: float | None = None,
+    backlog: int | None = None,
     seed: int = 2026,
 ) -> bool:
-    """Run the demo for *seconds*; return whether every record arrived."""
+    """Run the demo for *seconds*; return whether every record arrived.
+
+    *backlog* records per endpoint (default: a few hundred); with
+    *rate_limit*, the fake answers 429 beyond that many requests a minute per
+    endpoint, without a burst allowance, so the pacing shows.
+    """
     spec = DatasetSpec(seed=seed)
-    fake = FakeDuo(FakeDuoConfig(dataset=spec, faults=Faults(rate_limit=rate_limit)))
+    if backlog is not None:
+        spec = attrs.evolve(spec, counts=dict.fromkeys(Endpoint, backlog))
+    faults = Faults(rate_limit=rate_limit, rate_burst=1 if rate_limit else None)
+    fake = FakeDuo(FakeDuoConfig(dataset=spec, faults=faults))
     listeners = [Listener(endpoint) for endpoint in Endpoint]
     with tempfile.TemporaryDirectory(prefix="trio-dls-demo-") as directory:
         state = Path(directory)
@@ -159,13 +168,22 @@ def _summary(out: TextIO, fake: FakeDuo, listeners: list[Listener]) -> bool:
 
 
 def main(
-    out: TextIO, *, seconds: float, log_format: str, rate_limit: float | None
+    out: TextIO,
+    *,
+    seconds: float,
+    log_format: str,
+    rate_limit: float | None,
+    backlog: int | None,
 ) -> int:
     """Run the demo from the command line; return the exit status."""
-    logs.configure(stream=out, level=logging.WARNING)
+    logs.configure(stream=out, level=logging.INFO)
     complete = trio.run(
         lambda: run_demo(
-            out, seconds=seconds, log_format=log_format, rate_limit=rate_limit
+            out,
+            seconds=seconds,
+            log_format=log_format,
+            rate_limit=rate_limit,
+            backlog=backlog,
         )
     )
     if complete:
