@@ -54,3 +54,4 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (not part of ``nox``'s default sessions)."""
     install(session)
     session.run("python", "benchmarks/bench_backpressure.py", *session.posargs)
+    session.run("python", "benchmarks/bench_catchup.py")

@@ -1,0 +1,77 @@
+"""Benchmark: how fast the whole pipeline catches up a backlog, end to end.
+
+The daemon's own assembly (``trio_dls.daemon.run_daemon``) fetches with the
+real duo_client over HTTPS from the fake Duo API (no rate limit) and sends
+JSON over TCP to loopback listeners, one per endpoint; the clock runs from
+the start of the daemon until every record the fake serves has arrived.  This
+measures trio-dls's own cost per record (TLS, signing, JSON parsing,
+formatting, framing, sending, atomic cursor saves), not Duo's: against the
+real service the rate limit, not this, sets the pace.
+
+Run: ``python benchmarks/bench_catchup.py [--records 20000] [--format CEF]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from trio_dls import logs
+from trio_dls.config import Environment, load_config_text
+from trio_dls.daemon import run_daemon
+from trio_dls.demo import Listener, demo_config
+from trio_dls.endpoints import Endpoint
+from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig
+
+
+async def catch_up(records: int, log_format: str) -> None:
+    """Time the catch-up of *records* per endpoint; print the result."""
+    spec = DatasetSpec(seed=5, counts=dict.fromkeys(Endpoint, records), admin_burst=0)
+    fake = FakeDuo(FakeDuoConfig(dataset=spec))
+    listeners = [Listener(endpoint) for endpoint in Endpoint]
+    with tempfile.TemporaryDirectory() as directory:
+        state = Path(directory)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.serve)
+            for listener in listeners:
+                await nursery.start(listener.serve)
+            text = demo_config(fake, listeners, state, log_format)
+            env = Environment(base_directory=state, environ={}, euid=1000)
+            config = load_config_text(text, "bench.yml", env)
+            expected = {
+                item.endpoint: len(fake.servable_records(item.endpoint))
+                for item in listeners
+            }
+            total = sum(expected.values())
+
+            async def all_arrived() -> None:
+                while any(item.count < expected[item.endpoint] for item in listeners):
+                    await trio.sleep(0.05)
+
+            started = time.perf_counter()
+            await run_daemon(config, shutdown_trigger=all_arrived)
+            elapsed = time.perf_counter() - started
+            nursery.cancel_scope.cancel()
+    print(
+        f"{total} records ({records} per endpoint, {log_format}) in {elapsed:.2f} s: "
+        f"{total / elapsed:,.0f} records/s"
+    )
+
+
+def main() -> None:
+    """Parse the options and run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--format", default="JSON", choices=["JSON", "CEF"])
+    options = parser.parse_args()
+    logs.configure(level=logging.WARNING)
+    trio.run(catch_up, options.records, options.format)
+
+
+if __name__ == "__main__":
+    main()
