@@ -15,50 +15,36 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import time
-from pathlib import Path
 
 import trio
 
 from trio_dls import logs
-from trio_dls.config import Environment, load_config_text
 from trio_dls.daemon import run_daemon
-from trio_dls.demo import Listener, demo_config
+from trio_dls.demo import stage
 from trio_dls.endpoints import Endpoint
-from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig
+from trio_dls.fakeduo import DatasetSpec, Faults
 
 
 async def catch_up(records: int, log_format: str) -> None:
     """Time the catch-up of *records* per endpoint; print the result."""
     spec = DatasetSpec(seed=5, counts=dict.fromkeys(Endpoint, records), admin_burst=0)
-    fake = FakeDuo(FakeDuoConfig(dataset=spec))
-    listeners = [Listener(endpoint) for endpoint in Endpoint]
-    with tempfile.TemporaryDirectory() as directory:
-        state = Path(directory)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(fake.serve)
-            for listener in listeners:
-                await nursery.start(listener.serve)
-            text = demo_config(fake, listeners, state, log_format)
-            env = Environment(base_directory=state, environ={}, euid=1000)
-            config = load_config_text(text, "bench.yml", env)
-            expected = {
-                item.endpoint: len(fake.servable_records(item.endpoint))
-                for item in listeners
-            }
-            total = sum(expected.values())
+    async with stage(spec, Faults(), log_format) as scene:
+        expected = {
+            item.endpoint: len(scene.fake.servable_records(item.endpoint))
+            for item in scene.listeners
+        }
+        total = sum(expected.values())
 
-            async def all_arrived() -> None:
-                # Polling costs the benchmark 50 ms at most; an event per
-                # received line would cost every line.
-                while any(item.count < expected[item.endpoint] for item in listeners):  # noqa: ASYNC110
-                    await trio.sleep(0.05)
+        async def all_arrived() -> None:
+            # Polling costs the benchmark 50 ms at most; an event per
+            # received line would cost every line.
+            while any(item.count < expected[item.endpoint] for item in scene.listeners):  # noqa: ASYNC110
+                await trio.sleep(0.05)
 
-            started = time.perf_counter()
-            await run_daemon(config, shutdown_trigger=all_arrived)
-            elapsed = time.perf_counter() - started
-            nursery.cancel_scope.cancel()
+        started = time.perf_counter()
+        await run_daemon(scene.config, shutdown_trigger=all_arrived)
+        elapsed = time.perf_counter() - started
     print(  # noqa: T201 - the benchmark's report
         f"{total} records ({records} per endpoint, {log_format}) in {elapsed:.2f} s: "
         f"{total / elapsed:,.0f} records/s"

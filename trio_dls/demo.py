@@ -12,21 +12,25 @@ holds arrived.  Nothing leaves 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import attrs
 import trio
 import trio.lowlevel
 
 from trio_dls import logs
-from trio_dls.config import Environment, load_config_text
+from trio_dls.config import Config, Environment, load_config_text
 from trio_dls.daemon import run_daemon
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, Faults
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 POLL: Final = 10  # the demo polls Duo every 10 s once caught up
 
@@ -108,6 +112,37 @@ async def run_demo(
     if backlog is not None:
         spec = attrs.evolve(spec, counts=dict.fromkeys(Endpoint, backlog))
     faults = Faults(rate_limit=rate_limit, rate_burst=1 if rate_limit else None)
+    async with stage(spec, faults, log_format) as scene:
+        print(
+            f"fake Duo API on https://localhost:{scene.fake.port}, five listening "
+            f"'SIEMs' on 127.0.0.1; config in {scene.config_path}",
+            file=out,
+        )
+        print(f"running trio-dls for {seconds:g} s ({log_format})...\n", file=out)
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_report, out, scene.listeners, stop)
+            with trio.move_on_after(seconds):
+                await run_daemon(scene.config, shutdown_trigger=stop.wait)
+            stop.set()
+    return _summary(out, scene.fake, scene.listeners)
+
+
+@attrs.frozen
+class Stage:
+    """The fake Duo API, the listeners, and the config that joins them."""
+
+    fake: FakeDuo
+    listeners: list[Listener]
+    config: Config
+    config_path: Path
+
+
+@contextlib.asynccontextmanager
+async def stage(
+    spec: DatasetSpec, faults: Faults, log_format: str
+) -> AsyncIterator[Stage]:
+    """Serve the fake and one listener per endpoint, with their config."""
     fake = FakeDuo(FakeDuoConfig(dataset=spec, faults=faults))
     listeners = [Listener(endpoint) for endpoint in Endpoint]
     with tempfile.TemporaryDirectory(prefix="trio-dls-demo-") as directory:
@@ -117,23 +152,12 @@ async def run_demo(
             for listener in listeners:
                 await nursery.start(listener.serve)
             text = demo_config(fake, listeners, state, log_format)
-            (state / "config.yml").write_text(text)
+            path = state / "config.yml"
+            path.write_text(text)
             env = Environment(base_directory=state, environ={}, euid=1000)
-            config = load_config_text(text, str(state / "config.yml"), env)
-            print(
-                f"fake Duo API on https://localhost:{fake.port}, five listening "
-                f"'SIEMs' on 127.0.0.1; config in {state / 'config.yml'}",
-                file=out,
-            )
-            print(f"running trio-dls for {seconds:g} s ({log_format})...\n", file=out)
-            stop = trio.Event()
-            nursery.start_soon(_report, out, listeners, stop)
-            with trio.move_on_after(seconds):
-                await run_daemon(config, shutdown_trigger=stop.wait)
-            stop.set()
-            await trio.lowlevel.checkpoint()
+            config = load_config_text(text, str(path), env)
+            yield Stage(fake, listeners, config, path)
             nursery.cancel_scope.cancel()
-    return _summary(out, fake, listeners)
 
 
 async def _report(out: TextIO, listeners: list[Listener], stop: trio.Event) -> None:
