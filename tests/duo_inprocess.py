@@ -103,8 +103,9 @@ class InProcessDuo:
         try:
             with trio.fail_after(CALL_TIMEOUT):  # as ThreadedDuoApi does
                 await trio.sleep(plan.delay)
-        except trio.TooSlowError as exc:
-            raise classify(exc, what) from None
+        except trio.TooSlowError:
+            msg = f"{what}: no answer within {CALL_TIMEOUT:g} s"
+            raise TransientApiError(msg) from None
         if plan.drop is not None:
             raise TransientApiError(f"{what}: Remote end closed connection")
         response = plan.response

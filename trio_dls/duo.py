@@ -83,8 +83,6 @@ def classify(exc: BaseException, what: str) -> Exception:
         if status == 429:  # noqa: PLR2004 - HTTP's Too Many Requests
             return RateLimitedError(f"{what}: HTTP 429 ({detail})")
         return TransientApiError(f"{what}: HTTP {status} ({detail})")
-    if isinstance(exc, trio.TooSlowError):
-        return TransientApiError(f"{what}: no answer in time")
     if isinstance(exc, socket.gaierror):
         return TransientApiError(f"{what}: cannot resolve the API hostname ({exc})")
     if isinstance(exc, ssl.SSLCertVerificationError):

@@ -1,12 +1,14 @@
 """The five Duo log endpoints, by the names duo_log_sync gives them.
 
 This module owns only the names: the config, the paging rules, the formats and
-the fake Duo API all refer to an endpoint by one of these values.
+the fake Duo API all refer to an endpoint by one of these values, and the
+fetcher and the formats agree on each endpoint's ``eventtype`` through it.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 
 class Endpoint(enum.StrEnum):
@@ -17,3 +19,15 @@ class Endpoint(enum.StrEnum):
     TELEPHONY = "telephony"
     TRUSTMONITOR = "trustmonitor"
     ACTIVITY = "activity"
+
+
+# What duo_client's log helpers put in each record's ``eventtype`` (DLS's JSON
+# has it, and its CEF takes signature ids from it); trust monitor records
+# carry none.
+EVENTTYPES: Final[dict[Endpoint, str | None]] = {
+    Endpoint.AUTH: "authentication",
+    Endpoint.ADMINACTION: "administrator",
+    Endpoint.TELEPHONY: "telephony",
+    Endpoint.ACTIVITY: "activity",
+    Endpoint.TRUSTMONITOR: None,
+}

@@ -31,7 +31,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -45,7 +45,7 @@ from trio_dls.duo import (
     TransientApiError,
     enrich,
 )
-from trio_dls.endpoints import Endpoint
+from trio_dls.endpoints import EVENTTYPES
 from trio_dls.pacing import Backoff, RateBudget
 from trio_dls.paging import (
     Limits,
@@ -61,15 +61,6 @@ if TYPE_CHECKING:
     from trio_dls.config import Config
 
 log = logging.getLogger(__name__)
-
-# What duo_client's log helpers put in ``eventtype`` (DLS's JSON has it).
-EVENTTYPES: Final[dict[Endpoint, str | None]] = {
-    Endpoint.AUTH: "authentication",
-    Endpoint.ADMINACTION: "administrator",
-    Endpoint.TELEPHONY: "telephony",
-    Endpoint.ACTIVITY: "activity",
-    Endpoint.TRUSTMONITOR: None,
-}
 
 ApiFactory = Callable[[AccountRef], DuoApi]
 

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from trio_dls import __version__
-from trio_dls.endpoints import Endpoint
+from trio_dls.endpoints import EVENTTYPES, Endpoint
 from trio_dls.formats.eventtime import Record, event_time_ms
 
 DEVICE_VENDOR = "Duo Security"
@@ -145,7 +145,9 @@ def _explanations(record: Record) -> object:
     return "; ".join(s for s in summaries if isinstance(s, str)) or None
 
 
-def _eventtype(default: str) -> Getter:
+def _eventtype(endpoint: Endpoint) -> Getter:
+    default = EVENTTYPES[endpoint]
+
     def get(record: Record) -> object:
         found = record.get("eventtype")
         return found if found is not None else default
@@ -184,8 +186,8 @@ _CHILD_ACCOUNT = Field("cs6", _path("child_account_id"), "child_account_id")
 #: Per endpoint, in duo_log_sync's order of fields.
 MAPPINGS: Mapping[Endpoint, EndpointMapping] = {
     Endpoint.AUTH: EndpointMapping(
-        signature_id=_eventtype("authentication"),
-        name=_eventtype("authentication"),
+        signature_id=_eventtype(Endpoint.AUTH),
+        name=_eventtype(Endpoint.AUTH),
         fields=(
             Field("dhost", _path("access_device", "hostname")),
             Field("src", _path("access_device", "ip")),
@@ -199,7 +201,7 @@ MAPPINGS: Mapping[Endpoint, EndpointMapping] = {
         ),
     ),
     Endpoint.ADMINACTION: EndpointMapping(
-        signature_id=_eventtype("administrator"),
+        signature_id=_eventtype(Endpoint.ADMINACTION),
         name=_path("action"),
         fields=(
             Field("cs1", _path("action"), "action"),
@@ -213,8 +215,8 @@ MAPPINGS: Mapping[Endpoint, EndpointMapping] = {
         ),
     ),
     Endpoint.TELEPHONY: EndpointMapping(
-        signature_id=_eventtype("telephony"),
-        name=_eventtype("telephony"),
+        signature_id=_eventtype(Endpoint.TELEPHONY),
+        name=_eventtype(Endpoint.TELEPHONY),
         fields=(
             Field("cs1", _path("context"), "context"),
             Field("cs2", _path("credits"), "credits"),
