@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trio_dls.duo import CALL_TIMEOUT, TransientApiError, classify
+from trio_dls.duo import CALL_TIMEOUT, DuoAnswer, TransientApiError, classify
+from trio_dls.duoclock import parse_http_date
 from trio_dls.fakeduo.signing import Credentials, SignedRequest, sign
 from trio_dls.fakeduo.wire import Request
 
@@ -61,7 +62,7 @@ class InProcessDuo:
         self.credentials = Credentials(app.config.ikey, skey or app.config.skey)
         self.calls = 0
 
-    async def get(self, path: str, params: dict[str, str]) -> object:
+    async def get(self, path: str, params: dict[str, str]) -> DuoAnswer:
         """Return the ``response`` of a signed GET, or raise as duo_client."""
         if self.child is not None:
             params = {**params, "account_id": self.child}
@@ -69,11 +70,11 @@ class InProcessDuo:
 
     async def list_child_accounts(self) -> list[dict[str, Any]]:
         """Return the fake's MSP children."""
-        response = await self._call("POST", "/accounts/v1/account/list", {})
-        assert isinstance(response, list)
-        return response
+        answer = await self._call("POST", "/accounts/v1/account/list", {})
+        assert isinstance(answer.body, list)
+        return answer.body
 
-    async def _call(self, method: str, path: str, params: dict[str, str]) -> object:
+    async def _call(self, method: str, path: str, params: dict[str, str]) -> DuoAnswer:
         self.calls += 1
         what = f"{method} {path}"
         date = email.utils.formatdate(usegmt=False).replace("-0000", "-0000")
@@ -119,4 +120,5 @@ class InProcessDuo:
             document = json.loads(response.body)
         except ValueError as exc:
             raise classify(exc, what) from None
-        return document["response"]
+        dated = parse_http_date(dict(response.headers).get("Date"))
+        return DuoAnswer(document["response"], dated)

@@ -7,15 +7,19 @@ a trustme certificate; calls go through the real duo_client in worker threads
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+import trio.testing
 
 from tests.fakeduo_fixtures import IGNORE_DUO_CLIENT_SSL_WARNING, small_config
 from trio_dls.config import Account, Config, Environment, Proxy, load_config_text
 from trio_dls.duo import (
     CredentialsRejectedError,
+    DuoAnswer,
     RateLimitedError,
     ThreadedDuoApi,
     TransientApiError,
@@ -85,7 +89,7 @@ def window(fake: FakeDuo) -> dict[str, str]:
 async def test_a_signed_get_returns_the_response(fake: FakeDuo, tmp_path: Path) -> None:
     """A GET through duo_client returns Duo's ``response`` part."""
     config = account_for(fake, tmp_path)
-    response = await api(config.account).get(AUTH, window(fake))
+    response = (await api(config.account).get(AUTH, window(fake))).body
     assert isinstance(response, dict)
     assert len(response["authlogs"]) == len(fake.held_records(Endpoint.AUTH))
 
@@ -96,7 +100,7 @@ async def test_requests_go_through_the_configured_proxy(
     """With dls_settings.proxy set, duo_client tunnels through CONNECT."""
     config = account_for(fake, tmp_path)
     proxy = Proxy(proxy_server="localhost", proxy_port=fake.port)
-    response = await api(config.account, proxy).get(AUTH, window(fake))
+    response = (await api(config.account, proxy).get(AUTH, window(fake))).body
     assert isinstance(response, dict)
     assert response["authlogs"]
 
@@ -107,7 +111,8 @@ async def test_msp_children_are_listed_and_read(fake: FakeDuo, tmp_path: Path) -
     children = await api(config.account).list_child_accounts()
     assert [c["account_id"] for c in children] == [c.account_id for c in fake.children]
     child = fake.children[0].account_id
-    response = await api(config.account, child_account_id=child).get(AUTH, window(fake))
+    answer = await api(config.account, child_account_id=child).get(AUTH, window(fake))
+    response = answer.body
     assert isinstance(response, dict)
 
 
@@ -165,3 +170,147 @@ async def test_an_unreachable_duo_is_transient(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
     with pytest.raises(TransientApiError):
         await api(config.account).get(AUTH, {"mintime": "1", "maxtime": "2"})
+
+
+async def test_an_answer_carries_duos_clock(tmp_path: Path) -> None:
+    """Each answer has the Date of Duo's clock, however far it is from ours."""
+    skewed = FakeDuo(small_config(), clock=lambda: time.time() - 90)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(skewed.serve)
+        answer = await api(account_for(skewed, tmp_path).account).get(
+            AUTH, window(skewed)
+        )
+        nursery.cancel_scope.cancel()
+    assert answer.date is not None
+    assert time.time() - 92 <= answer.date <= time.time() - 89
+
+
+class BlockedClient:
+    """A stand-in for duo_client whose calls block until the test releases them."""
+
+    def __init__(self) -> None:
+        """No call has started."""
+        self.release: dict[str, threading.Event] = {}
+        self.entered: dict[str, threading.Event] = {}
+
+    def prepare(self, name: str) -> None:
+        """Expect a call whose ``mintime`` is *name*."""
+        self.release[name] = threading.Event()
+        self.entered[name] = threading.Event()
+
+    def json_api_call(self, method: str, path: str, params: dict[str, str]) -> Any:
+        """Block until released, then answer with the call's name."""
+        del method, path
+        name = params["mintime"]
+        self.entered[name].set()
+        self.release[name].wait(timeout=30)
+        return {"name": name}
+
+    def api_call(
+        self, method: str, path: str, params: dict[str, str]
+    ) -> tuple[Any, bytes]:
+        """As duo_client's api_call: the HTTP response and its body."""
+        body = self.json_api_call(method, path, params)
+        return _Response(), repr(body).encode()
+
+    def parse_json_response(self, response: Any, data: bytes) -> Any:
+        """Return what api_call's body held."""
+        del response
+        return {"name": data.decode().split("'")[3]}
+
+
+class _Response:
+    status = 200
+
+    @staticmethod
+    def getheader(name: str) -> str | None:
+        del name
+        return None
+
+
+def blocked_api(tmp_path: Path, client: BlockedClient) -> ThreadedDuoApi:
+    """A ThreadedDuoApi with one worker thread, calling *client*."""
+    text = """\
+version: '1.0.0'
+servers: [{id: s, hostname: 127.0.0.1, port: 9, protocol: UDP}]
+account:
+  ikey: DIFAKEDUOINTEGRATION
+  skey: fake-duo-secret-key-0123456789abcdefghij
+  hostname: localhost:9
+  endpoint_server_mappings: [{endpoints: auth, server: s}]
+"""
+    env = Environment(base_directory=tmp_path, environ={}, euid=1000)
+    config = load_config_text(text, "c.yml", env)
+    threaded = ThreadedDuoApi(
+        config.account,
+        NO_PROXY,
+        limiter=trio.CapacityLimiter(1),
+        call_timeout=60,
+        queue_timeout=300,
+    )
+    threaded._admin = client
+    return threaded
+
+
+async def wait_entered(client: BlockedClient, name: str) -> None:
+    """Return once the call *name* runs in its thread."""
+    await trio.to_thread.run_sync(client.entered[name].wait, 30)
+
+
+async def test_the_call_deadline_does_not_count_the_wait_for_a_thread(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A call queued behind a busy thread gets its whole timeout once it runs."""
+    client = BlockedClient()
+    threaded = blocked_api(tmp_path, client)
+    answers: dict[str, DuoAnswer] = {}
+
+    async def call(name: str) -> None:
+        answers[name] = await threaded.get(AUTH, {"mintime": name})
+
+    client.prepare("first")
+    client.prepare("queued")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call, "first")
+        await wait_entered(client, "first")
+        nursery.start_soon(call, "queued")
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(50)
+        client.release["first"].set()
+        await wait_entered(client, "queued")
+        # 90 s after it was asked for, 40 s after it started: within its 60 s.
+        mock_clock.jump(40)
+        await trio.testing.wait_all_tasks_blocked()
+        client.release["queued"].set()
+    assert answers["queued"].body == {"name": "queued"}
+
+
+async def test_a_timeout_says_whether_duo_or_the_thread_queue_was_slow(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A call Duo did not answer and one that never got a thread fail differently."""
+    client = BlockedClient()
+    threaded = blocked_api(tmp_path, client)
+    errors: dict[str, str] = {}
+
+    async def call(name: str) -> None:
+        try:
+            await threaded.get(AUTH, {"mintime": name})
+        except TransientApiError as exc:
+            errors[name] = str(exc)
+
+    client.prepare("stuck")
+    client.prepare("queued")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call, "stuck")
+        await wait_entered(client, "stuck")
+        nursery.start_soon(call, "queued")
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(301)
+        await trio.testing.wait_all_tasks_blocked()
+    client.release["stuck"].set()
+    assert errors == {
+        "stuck": f"GET {AUTH}: no answer within 60 s",
+        "queued": f"GET {AUTH}: not sent: no worker thread became free within "
+        "300 s (all 1 busy)",
+    }

@@ -11,6 +11,8 @@ from trio_dls.pacing import (
     INITIAL_INTERVAL,
     JITTER,
     MAX_INTERVAL,
+    MAX_REMEMBERED,
+    MIN_INTERVAL,
     SLOWDOWN,
     Backoff,
     RateBudget,
@@ -73,3 +75,22 @@ def test_backoff_grows_to_its_cap_and_resets() -> None:
     assert BACKOFF_CAP <= waits[-1] <= BACKOFF_CAP * (1 + JITTER)
     backoff.succeeded()
     assert backoff.failed() <= 1.0 * (1 + JITTER)
+
+
+def test_a_week_of_polling_keeps_the_budget_small() -> None:
+    """Served requests are forgotten after a minute: a week holds no more than that."""
+    budget = RateBudget(rng=random.Random(1))
+    week = 7 * 86_400
+    for now in range(0, week, 120):
+        budget.sent(float(now))
+        budget.accepted(float(now))
+    assert budget.remembered == 1
+
+
+def test_the_fastest_pace_remembers_at_most_a_minute_of_requests() -> None:
+    """At the fastest pace the budget holds one minute's requests, not more."""
+    budget = RateBudget(rng=random.Random(1), interval=MIN_INTERVAL)
+    for step in range(100_000):
+        now = step * MIN_INTERVAL / 4  # faster than the budget allows, even
+        budget.accepted(now)
+    assert budget.remembered <= MAX_REMEMBERED

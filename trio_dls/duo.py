@@ -2,9 +2,17 @@
 
 duo_client is synchronous (``http.client``, a new connection per call), so each
 call runs in a worker thread taken from a dedicated ``CapacityLimiter``, under
-a deadline the caller sets and duo_client's own socket timeout, so that a
-thread abandoned by a cancelled call still ends.  Abandoning is safe because
-every call made here only reads.
+a deadline and duo_client's own socket timeout, so that a thread abandoned by a
+cancelled call still ends.  Abandoning is safe because every call made here
+only reads.  The deadline times the call, not the wait for a free thread: at
+scale calls queue for threads, and a call that timed out in the queue must not
+be reported as Duo being slow.  The queue has its own, longer, deadline, and
+the error says which one passed.
+
+Each answer comes back with its ``Date`` (``DuoAnswer.date``): Duo's clock,
+which bounds how far a window may reach (``trio_dls.duoclock``).  That is why
+calls go through duo_client's ``api_call`` (which returns the HTTP response)
+and ``parse_json_response``, exactly what its ``json_api_call`` does.
 
 Errors are translated at this edge into three kinds, and nothing else leaves
 this module:
@@ -27,11 +35,13 @@ import http.client
 import logging
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
+import attrs
 import duo_client
 import trio
 
+from trio_dls.duoclock import parse_http_date
 from trio_dls.errors import FatalError
 
 if TYPE_CHECKING:
@@ -45,6 +55,9 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT: Final = 60.0
 # Worker threads for duo_client calls, shared by every fetcher.
 THREADS: Final = 16
+# How long a call may wait for a free worker thread before it is given up
+# (and retried later): long, since a queue is normal at scale, but bounded.
+QUEUE_TIMEOUT: Final = 300.0
 ACCOUNT_LIST_PATH: Final = "/accounts/v1/account/list"
 
 
@@ -60,11 +73,20 @@ class CredentialsRejectedError(FatalError):
     """Duo refused the integration key or the signature (401/403)."""
 
 
+@attrs.frozen
+class DuoAnswer:
+    """The ``response`` part of an answer of Duo's, and when Duo wrote it."""
+
+    body: object
+    date: float | None = None
+    """Duo's ``Date`` header as UTC epoch seconds; None if missing or unreadable."""
+
+
 class DuoApi(Protocol):
     """What a fetcher needs from Duo: signed GETs, and the MSP children."""
 
-    async def get(self, path: str, params: dict[str, str]) -> object:
-        """Return the ``response`` part of a signed GET's answer."""
+    async def get(self, path: str, params: dict[str, str]) -> DuoAnswer:
+        """Return the ``response`` part of a signed GET's answer, with its date."""
 
     async def list_child_accounts(self) -> list[dict[str, Any]]:
         """Return the Accounts API's list of child accounts."""
@@ -115,6 +137,7 @@ class ThreadedDuoApi:
         limiter: trio.CapacityLimiter,
         child_account_id: str | None = None,
         call_timeout: float = CALL_TIMEOUT,
+        queue_timeout: float = QUEUE_TIMEOUT,
     ) -> None:
         """Prepare a client for *account* (and *child_account_id* for MSP)."""
         if account.skey is None:  # the loader always resolves it
@@ -123,6 +146,7 @@ class ThreadedDuoApi:
         self._child = child_account_id
         self._limiter = limiter
         self._timeout = call_timeout
+        self._queue_timeout = queue_timeout
         kwargs: dict[str, Any] = {
             "ikey": account.ikey,
             "skey": account.skey.reveal(),
@@ -142,7 +166,7 @@ class ThreadedDuoApi:
                 client.set_proxy(host=proxy.proxy_server, port=proxy.proxy_port)
         self.host = account.api_host
 
-    async def get(self, path: str, params: dict[str, str]) -> object:
+    async def get(self, path: str, params: dict[str, str]) -> DuoAnswer:
         """Return the ``response`` of ``GET path?params`` (plus the child id)."""
         if self._child is not None:
             params = {**params, "account_id": self._child}
@@ -150,7 +174,8 @@ class ThreadedDuoApi:
 
     async def list_child_accounts(self) -> list[dict[str, Any]]:
         """Return the MSP parent's child accounts."""
-        response = await self._call(self._accounts, "POST", ACCOUNT_LIST_PATH, {})
+        answer = await self._call(self._accounts, "POST", ACCOUNT_LIST_PATH, {})
+        response = answer.body
         if not isinstance(response, list) or not all(
             isinstance(child, dict) and isinstance(child.get("account_id"), str)
             for child in response
@@ -165,28 +190,76 @@ class ThreadedDuoApi:
         method: str,
         path: str,
         params: dict[str, str],
-    ) -> object:
+    ) -> DuoAnswer:
         what = f"{method} {path}"
-        try:
-            with trio.fail_after(self._timeout):
+        with trio.CancelScope() as scope:
+            gate = _TimedGate(self._limiter, scope, self._timeout)
+            scope.deadline = trio.current_time() + self._queue_timeout
+            try:
                 return await trio.to_thread.run_sync(
-                    client.json_api_call,
+                    _answer,
+                    client,
                     method,
                     path,
                     params,
-                    limiter=self._limiter,
+                    # A limiter-like object is what trio takes (its docs say so).
+                    limiter=cast("trio.CapacityLimiter", gate),
                     abandon_on_cancel=True,
                 )
-        except trio.TooSlowError:
+            except (
+                RuntimeError,
+                OSError,
+                http.client.HTTPException,
+                ValueError,
+            ) as exc:
+                raise classify(exc, what) from None
+        if gate.started:
             msg = f"{what}: no answer within {self._timeout:g} s"
-            raise TransientApiError(msg) from None
-        except (
-            RuntimeError,
-            OSError,
-            http.client.HTTPException,
-            ValueError,
-        ) as exc:
-            raise classify(exc, what) from None
+        else:
+            msg = (
+                f"{what}: not sent: no worker thread became free within "
+                f"{self._queue_timeout:g} s (all {self._limiter.total_tokens} busy)"
+            )
+        raise TransientApiError(msg)
+
+
+class _TimedGate:
+    """The thread limiter of one call, which starts the call's deadline.
+
+    trio takes a limiter-like object; this one waits for a token of the shared
+    limiter, then moves the call's cancel scope to "now + timeout", so that the
+    deadline counts from when a thread runs the call.  The token is released
+    when the thread really ends, even one abandoned by a timeout, so the number
+    of threads stays bounded.
+    """
+
+    def __init__(
+        self, limiter: trio.CapacityLimiter, scope: trio.CancelScope, timeout: float
+    ) -> None:
+        self._limiter = limiter
+        self._scope = scope
+        self._timeout = timeout
+        self.started = False
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        await self._limiter.acquire_on_behalf_of(borrower)
+        self.started = True
+        self._scope.deadline = trio.current_time() + self._timeout
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self._limiter.release_on_behalf_of(borrower)
+
+
+def _answer(
+    client: Any,  # noqa: ANN401 - duo_client is untyped
+    method: str,
+    path: str,
+    params: dict[str, str],
+) -> DuoAnswer:
+    """Make one call in a worker thread; what ``json_api_call`` does, plus the Date."""
+    response, data = client.api_call(method, path, params)
+    date = parse_http_date(response.getheader("Date"))
+    return DuoAnswer(client.parse_json_response(response, data), date)
 
 
 def enrich(

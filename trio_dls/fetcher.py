@@ -10,10 +10,18 @@ A fetcher runs the pure paging rules (``trio_dls.paging``) against Duo:
    ``api.timeout`` seconds and plan again.
 3. The ``RateBudget`` says when; the request goes out through ``DuoApi``.
    A 429 teaches the budget Duo's limit; any other failure waits out a
-   ``Backoff``.  Neither is ever fatal; only rejected credentials are.
+   ``Backoff`` and is reported at a falling rate (``FailureReport``).
+   Neither is ever fatal; only rejected credentials are.
 4. ``apply_response`` turns the answer into records and the next cursor; the
    records go to every mapped sender as one page (``Outputs.deliver`` returns
    once all of them wrote it), and only then is the cursor saved.
+
+"Now", for planning, is the earlier of this host's clock and Duo's (learnt
+from the ``Date`` of every answer, ``DuoClock``, shared by all fetchers): a
+fast local clock must not close windows over records Duo does not serve yet.
+A first start whose offset reaches Duo's retention follows the retention
+floor until its first page is in, so a Duo outage at the first start costs no
+records and logs no "not fetched" warning.
 
 While a backlog exists the fetcher loops without waiting beyond the budget, so
 catching up takes as long as Duo's rate limit requires and no longer.
@@ -31,13 +39,12 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
 
 from trio_dls.checkpoints import CheckpointStore
-from trio_dls.cursors import Cursor, initial_cursor
 from trio_dls.duo import (
     CredentialsRejectedError,
     DuoApi,
@@ -45,6 +52,7 @@ from trio_dls.duo import (
     TransientApiError,
     enrich,
 )
+from trio_dls.duoclock import DuoClock
 from trio_dls.endpoints import EVENTTYPES
 from trio_dls.pacing import Backoff, RateBudget
 from trio_dls.paging import (
@@ -53,12 +61,16 @@ from trio_dls.paging import (
     Request,
     Step,
     apply_response,
+    first_cursor,
     plan_request,
 )
+from trio_dls.reporting import FailureReport
 from trio_dls.supervisor import AccountRef, FetcherContext, Page, StopSignal
 
 if TYPE_CHECKING:
     from trio_dls.config import Config
+    from trio_dls.cursors import Cursor
+    from trio_dls.endpoints import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +82,7 @@ class FetchSettings:
     """How fetchers pace themselves and where a first start begins."""
 
     poll_interval: float
-    offset_days: int
+    offset_days: float
     limits: Limits = attrs.Factory(Limits)
 
     @classmethod
@@ -93,9 +105,66 @@ class _StateLog:
         self.state = state
 
 
+# Beyond this many seconds between the clocks, the log says so (and again
+# once they agree within the lower figure).
+CLOCK_SKEW_WARNING: Final = 10.0
+CLOCK_SKEW_AGREED: Final = 5.0
+
+
+class _ClockWatch:
+    """Logs when this host's clock and Duo's start or stop disagreeing."""
+
+    def __init__(self) -> None:
+        self.state = ""
+
+    def note(self, local: float, duo: float | None) -> None:
+        if duo is None:
+            return
+        # Duo's clock is known to the second, rounded down: a clock in step
+        # reads up to a second "ahead".
+        skew = local - duo
+        state = self.state or "in step"
+        if abs(skew) > CLOCK_SKEW_WARNING:
+            state = "ahead" if skew > 0 else "behind"
+        elif abs(skew) < CLOCK_SKEW_AGREED:
+            state = "in step"
+        if state == self.state or (not self.state and state == "in step"):
+            self.state = state
+            return
+        if state == "ahead":
+            log.warning(
+                "this host's clock is %.0f s ahead of Duo's; windows end by Duo's"
+                " clock (fix NTP: logs are stamped with this host's time)",
+                skew,
+            )
+        elif state == "behind":
+            log.info(
+                "this host's clock is %.0f s behind Duo's; windows end by this"
+                " host's clock, a little later than they could",
+                -skew,
+            )
+        else:
+            log.info("this host's clock and Duo's agree again")
+        self.state = state
+
+
+@attrs.define
+class _Clocks:
+    """This host's and Duo's clock read together: the bounds of one plan."""
+
+    now: float
+    """The earlier of the two (where windows end)."""
+    latest: float
+    """The later of the two (where Duo's retention ends)."""
+
+
 @attrs.define
 class Fetching:
-    """The fetcher task, as the supervisor's ``Fetcher`` callable."""
+    """The fetcher task, as the supervisor's ``Fetcher`` callable.
+
+    ``clock`` is the wall clock (UTC epoch seconds); ``duo_clock`` what is
+    known of Duo's, shared by every fetcher, since one Duo deployment has one.
+    """
 
     api_for: ApiFactory
     store: CheckpointStore
@@ -103,43 +172,77 @@ class Fetching:
     host: str
     clock: Callable[[], float] = time.time
     rng: random.Random = attrs.field(factory=random.Random)
+    duo_clock: DuoClock = attrs.Factory(DuoClock)
+    _clock_watch: _ClockWatch = attrs.field(factory=_ClockWatch, init=False)
+
+    def _clocks(self) -> _Clocks:
+        local = self.clock()
+        duo = self.duo_clock.now(trio.current_time())
+        self._clock_watch.note(local, duo)
+        if duo is None:
+            return _Clocks(local, local)
+        return _Clocks(min(local, duo), max(local, duo))
+
+    def _first_start(self, endpoint: Endpoint, clocks: _Clocks) -> Cursor:
+        """Return where a first start begins: the offset, within Duo's retention."""
+        return first_cursor(
+            endpoint,
+            clocks.now,
+            self.settings.offset_days,
+            self.settings.limits,
+            latest=clocks.latest,
+        )
 
     async def __call__(self, context: FetcherContext) -> None:
         """Fetch (account, endpoint) of *context* until told to stop."""
         account, endpoint = context.account, context.endpoint
+        limits = self.settings.limits
         run = _Run(
             context=context,
             api=self.api_for(account),
             status=_StateLog(f"{account.name}/{endpoint}"),
             budget=RateBudget(rng=self.rng),
             backoff=Backoff(rng=self.rng),
+            duo_clock=self.duo_clock,
         )
-        # A first start goes back the configured offset, but no further than
-        # Duo serves (with its margin): asking for 180 days would only earn a
-        # warning that the oldest day cannot be had.
-        days = min(self.settings.offset_days, self.settings.limits.retention_days)
-        cursor: Cursor = await self.store.load(
-            endpoint, account.account_id
-        ) or initial_cursor(endpoint, self.clock(), days)
+        cursor = await self.store.load(endpoint, account.account_id)
+        # An offset that reaches Duo's retention means "all Duo has": until a
+        # first page is in, the start follows the retention floor as it moves
+        # (a Duo outage at the first start then skips nothing that is still
+        # served).  A shorter offset is a fixed point in time.
+        follow_floor = self.settings.offset_days >= limits.retention_days
+        first = None if follow_floor else self._first_start(endpoint, self._clocks())
         poll = self.settings.poll_interval
 
         while not context.stop.is_set:
-            request = plan_request(endpoint, cursor, self.clock(), self.settings.limits)
+            clocks = self._clocks()
+            if cursor is not None:
+                current = cursor
+            elif first is not None:
+                current = first
+            else:
+                current = self._first_start(endpoint, clocks)
+            request = plan_request(
+                endpoint, current, clocks.now, limits, latest=clocks.latest
+            )
             if request is None:
                 run.caught_up()
                 await _wait(context.stop, poll)
                 continue
-            for warning in request.warnings:
-                log.warning("%s: %s", run.status.name, warning)
             step = await run.ask(request)
             if step is None:
                 continue  # failed and waited, or stopped
+            # Planning's warnings travel in the step: they are logged once, when
+            # the cursor that carries their decision is saved, not at each retry.
             for warning in step.warnings:
                 log.warning("%s: %s", run.status.name, warning)
             if step.records:
                 await run.deliver(step.records, self.host)
-            await self.store.save(endpoint, account.account_id, step.cursor)
-            cursor = step.cursor
+            if step.settled or cursor is not None:
+                # An unsettled first request taught only Duo's clock: a first
+                # start keeps following the floor.
+                await self.store.save(endpoint, account.account_id, step.cursor)
+                cursor = step.cursor
             if step.caught_up:
                 run.caught_up()
                 await _wait(context.stop, poll)
@@ -154,6 +257,8 @@ class _Run:
     status: _StateLog
     budget: RateBudget
     backoff: Backoff
+    duo_clock: DuoClock
+    failures: FailureReport = attrs.Factory(FailureReport)
     sent: int = 0
 
     def caught_up(self) -> None:
@@ -169,8 +274,10 @@ class _Run:
         self.budget.sent(trio.current_time())
         try:
             with stop.cancels():
-                response = await self.api.get(request.path, request.params_dict())
-                step = apply_response(request, response)
+                answer = await self.api.get(request.path, request.params_dict())
+                if answer.date is not None:
+                    self.duo_clock.observe(answer.date, trio.current_time())
+                step = apply_response(request, answer.body, duo_now=answer.date)
         except CredentialsRejectedError as exc:
             account = self.context.account
             who = f"account {account.name}" + (
@@ -190,19 +297,26 @@ class _Run:
             return None
         except (TransientApiError, MalformedResponseError) as exc:
             delay = self.backoff.failed()
-            self.status.enter(
-                f"failing {type(exc).__name__} {exc}",
-                logging.WARNING,
-                "%s; retrying (next in %.0f s, backing off)",
-                exc,
-                delay,
+            self.status.state = "failing"
+            report = self.failures.failed(
+                _failure_kind(exc), str(exc), trio.current_time()
             )
+            if report is not None:
+                log.warning(
+                    "%s: %s; retrying (next in %.0f s, backing off)",
+                    self.status.name,
+                    report,
+                    delay,
+                )
             await _wait(stop, delay)
             return None
         if stop.is_set:
             return None
         self.budget.accepted(trio.current_time())
         self.backoff.succeeded()
+        recovered = self.failures.succeeded(trio.current_time())
+        if recovered is not None:
+            log.info("%s: %s", self.status.name, recovered)
         return step
 
     async def deliver(self, records: tuple[dict[str, Any], ...], host: str) -> None:
@@ -214,6 +328,18 @@ class _Run:
         page = tuple(enrich(record, eventtype, host, child) for record in records)
         await context.outputs.deliver(Page(context.account, context.endpoint, page))
         self.sent += len(page)
+
+
+def _failure_kind(exc: Exception) -> str:
+    """Return what makes two failures the same one, for reporting.
+
+    Messages vary within one kind of failure (a malformed answer cut at a
+    different byte each time), so the kind is the error's class and, for
+    Duo's refusals, the HTTP status, never the whole text.
+    """
+    text = str(exc)
+    status = text.partition(": HTTP ")[2].partition(" ")[0]
+    return f"{type(exc).__name__} {status}".strip()
 
 
 async def _wait(stop: StopSignal, seconds: float) -> bool:

@@ -29,6 +29,10 @@ to 10% jitter, so that many fetchers do not all retry at the same instant.
 Other transient failures (timeouts, resets, 5xx, malformed answers) go through
 ``Backoff``: capped exponential waits with jitter, reset by a success.
 
+Memory is bounded by design: the budget remembers only the requests served in
+the last ``RATE_WINDOW`` (trimmed as each one is served), and at most
+``RATE_WINDOW / MIN_INTERVAL`` of them, however long it runs.
+
 Nothing here reads a clock or sleeps: times are passed in and returned, and
 randomness comes from an injected ``random.Random``, so tests are exact.
 """
@@ -51,6 +55,8 @@ MAX_PROBE: Final = 0.05  # more after each
 PROBE_RAISE_AFTER: Final = 50  # accepted requests in a row
 SLOWDOWN: Final = 1.05  # a 429 after a success lengthens the interval by 5%
 JITTER: Final = 0.1  # waits after a failure are lengthened by up to 10%
+# The most served requests one window can hold at the fastest pace.
+MAX_REMEMBERED: Final = int(RATE_WINDOW / MIN_INTERVAL)
 
 BACKOFF_FIRST: Final = 1.0
 BACKOFF_CAP: Final = 300.0
@@ -67,7 +73,7 @@ class RateBudget:
     _streak: int = attrs.field(default=0, init=False)
     _probe: float = attrs.field(default=PROBE, init=False)
     _accepted: collections.deque[float] = attrs.field(
-        factory=collections.deque, init=False
+        factory=lambda: collections.deque(maxlen=MAX_REMEMBERED), init=False
     )
 
     def next_request_at(self) -> float:
@@ -81,6 +87,7 @@ class RateBudget:
     def accepted(self, now: float) -> None:
         """Note that the request sent at *now* was served (not a 429)."""
         self._accepted.append(now)
+        self._forget_before(now - RATE_WINDOW)
         self._refused_in_a_row = 0
         self._streak += 1
         if self._streak % PROBE_RAISE_AFTER == 0:
@@ -96,8 +103,7 @@ class RateBudget:
             # Refused after being served: the limit lies just above the pace
             # that was served during the last minute.  Step back to it (at
             # least a little), and probe more gently from now on.
-            while self._accepted and self._accepted[0] < now - RATE_WINDOW:
-                self._accepted.popleft()
+            self._forget_before(now - RATE_WINDOW)
             served = (
                 (now - self._accepted[0]) / len(self._accepted)
                 if self._accepted
@@ -110,6 +116,15 @@ class RateBudget:
         self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, self.interval))
         self._next_at = now + self.interval * (1 + JITTER * self.rng.random())
         return self._next_at
+
+    def _forget_before(self, moment: float) -> None:
+        while self._accepted and self._accepted[0] < moment:
+            self._accepted.popleft()
+
+    @property
+    def remembered(self) -> int:
+        """How many served requests the budget holds (bounded; for tests)."""
+        return len(self._accepted)
 
     @property
     def requests_per_minute(self) -> float:

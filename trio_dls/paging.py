@@ -15,11 +15,23 @@ Time limits.  Duo's logs become complete two minutes late ("querying for results
 recent than two minutes will return as empty"), so the *horizon* of a request is the
 last whole second (or millisecond) that ended at least ``Limits.delay`` before ``now``,
 and no window reaches past it: a late event is then fetched by the next window instead
-of being skipped for ever.  Duo refuses, with HTTP 400, a mintime older than 180 days;
-requests start no earlier than ``Limits.retention_days`` (179) days before ``now``,
-the margin Duo's staff advise.  The day of margin also absorbs clock skew between us and
-Duo and duo_client resending the very same request about a minute later after a 429.
-A cursor older than that is moved up with a warning: those records are gone from Duo.
+of being skipped for ever.  ``now`` is the *earlier* of this host's clock and Duo's (the
+``Date`` of its answers, see `trio_dls.duoclock`): a local clock that runs fast must not
+close a window over records Duo does not serve yet.  And since the clocks may disagree
+by more than the fetcher knows when it plans, `apply_response` checks the window once
+more against the ``Date`` of the answer itself (``duo_now``): a window that reaches
+past what Duo could have served is not closed; it is asked again once settled.
+
+Duo refuses, with HTTP 400, a mintime older than 180 days.  New windows start no
+earlier than ``Limits.retention_days`` (179) days before ``latest`` (the *later* of the
+two clocks), the margin Duo's staff advise, which also absorbs clock skew and duo_client
+resending a request about a minute later after a 429.  That floor moves on with the
+clock, but a window already being paged keeps its ``mintime`` and ``next_offset`` while
+they are within Duo's own 180 days (less ``Limits.keep_margin``): the floor's movement
+alone never discards a paging position, or a first start 179 days back would re-read
+its first page for ever.  Only a cursor whose records Duo really no longer serves is
+moved up, with a warning saying what was skipped; a window is then re-read from the
+time of its paging position when that is known, so nothing still served is lost.
 
 Windows (auth, telephony, activity, trust monitor).  Duo documents both ends of
 ``[mintime, maxtime]`` as inclusive ("mintime or later", "maxtime or earlier") and pages
@@ -75,6 +87,7 @@ from trio_dls.cursors import (
     AdminCursor,
     Cursor,
     WindowCursor,
+    initial_cursor,
     units_per_second,
 )
 from trio_dls.endpoints import Endpoint
@@ -86,6 +99,7 @@ __all__ = [
     "Request",
     "Step",
     "apply_response",
+    "first_cursor",
     "plan_request",
     "record_identity",
 ]
@@ -95,6 +109,10 @@ Record: TypeAlias = dict[str, Any]
 
 DUO_DELAY_SECONDS: Final = 120
 RETENTION_DAYS: Final = 179
+DUO_RETENTION_DAYS: Final = 180
+# How close to Duo's 180 days a window being paged may go: covers the latency of a
+# request and a clock estimate that is a second or two off.
+KEEP_MARGIN_SECONDS: Final = 600
 
 PATHS: Final = {
     Endpoint.AUTH: "/admin/v2/logs/authentication",
@@ -113,6 +131,9 @@ MAX_PAGE_SIZES: Final = {
     Endpoint.ACTIVITY: 1000,
     Endpoint.TRUSTMONITOR: 500,
 }
+
+# Enough digits for any epoch millisecond until the year 3000.
+_MAX_TIME_DIGITS: Final = 14
 
 _RECORDS_KEYS: Final = {
     Endpoint.AUTH: "authlogs",
@@ -149,6 +170,12 @@ class Limits:
     """Seconds before Duo's logs are complete: no window ends later than now - delay."""
     retention_days: int = attrs.field(default=RETENTION_DAYS, validator=_positive)
     """Days back that Duo still serves, margin included: no window starts earlier."""
+    duo_retention_days: int = attrs.field(
+        default=DUO_RETENTION_DAYS, validator=_positive
+    )
+    """Days back beyond which Duo refuses a mintime (HTTP 400)."""
+    keep_margin: int = attrs.field(default=KEEP_MARGIN_SECONDS, validator=_positive)
+    """Seconds short of ``duo_retention_days`` that a window being paged may reach."""
     page_size: int | None = attrs.field(default=None, validator=_page_size)
     """Records per page; None, or anything larger, means the endpoint's maximum.
 
@@ -178,6 +205,10 @@ class Request:
     """The page size: a page this long may have more behind it."""
     warnings: tuple[str, ...] = ()
     """What planning had to give up (e.g. records past Duo's retention)."""
+    delay: int = DUO_DELAY_SECONDS
+    """Seconds before Duo's logs are complete (``Limits.delay``)."""
+    opened: bool = False
+    """Whether this request opened its window (no page of it was read before)."""
 
     def params_dict(self) -> dict[str, str]:
         """Return a new params dict for ``json_api_call('GET', path, params)``.
@@ -200,42 +231,113 @@ class Step:
     """True when nothing more can be asked before the next poll."""
     warnings: tuple[str, ...] = ()
     """Problems to log, including the request's own warnings."""
+    settled: bool = True
+    """False when the request reached past what Duo had settled by its own clock:
+    nothing was learnt, and ``cursor`` asks again."""
+
+
+@attrs.frozen
+class _Bounds:
+    """The time limits of one request, in the endpoint's unit."""
+
+    horizon: int
+    """The latest settled time: no window ends later."""
+    oldest: int
+    """No new window starts earlier."""
+    kept: int
+    """A window being paged keeps its position while its mintime is no earlier."""
+
+
+def _horizon(now: float, unit: int, delay: int) -> int:
+    return math.floor(now * unit) - delay * unit - 1
+
+
+def _bounds(unit: int, now: float, latest: float, limits: Limits) -> _Bounds:
+    # Rounded up, so that no request starts more than the retention before ``latest``.
+    latest_units = math.ceil(latest * unit)
+    kept_seconds = limits.duo_retention_days * SECONDS_PER_DAY - limits.keep_margin
+    return _Bounds(
+        horizon=_horizon(now, unit, limits.delay),
+        oldest=latest_units - limits.retention_days * SECONDS_PER_DAY * unit,
+        kept=latest_units - kept_seconds * unit,
+    )
+
+
+def first_cursor(
+    endpoint: Endpoint,
+    now: float,
+    offset_days: float,
+    limits: Limits | None = None,
+    *,
+    latest: float | None = None,
+) -> Cursor:
+    """Return the cursor of a first start: ``offset_days`` back, within retention.
+
+    A first start asks for no more than Duo serves: the oldest a new window may start
+    (``Limits.retention_days``) is where DLS's default offset of 180 days begins,
+    without a warning about the day that cannot be had.  Pass the same ``now`` and
+    ``latest`` as to `plan_request`, so that the cursor is not older than its floor.
+    """
+    limits = Limits() if limits is None else limits
+    latest = now if latest is None else max(now, latest)
+    unit = units_per_second(endpoint)
+    oldest = _bounds(unit, now, latest, limits).oldest
+    cursor = initial_cursor(endpoint, now, offset_days)
+    if cursor.mintime >= oldest:
+        return cursor
+    if isinstance(cursor, AdminCursor):
+        return AdminCursor(oldest)
+    return WindowCursor(oldest)
 
 
 def plan_request(
-    endpoint: Endpoint, cursor: Cursor, now: float, limits: Limits | None = None
+    endpoint: Endpoint,
+    cursor: Cursor,
+    now: float,
+    limits: Limits | None = None,
+    *,
+    latest: float | None = None,
 ) -> Request | None:
     """Return the request that continues from ``cursor`` at ``now`` (UTC epoch seconds).
 
-    Return None when there is nothing to ask yet (the cursor has reached the horizon);
-    the fetcher then polls again later.
+    ``now`` bounds the end of windows (Duo's delay): pass the earlier of this host's
+    clock and Duo's.  ``latest`` (default ``now``) bounds their start (Duo's
+    retention): pass the later of the two.  Return None when there is nothing to ask
+    yet (the cursor has reached the horizon); the fetcher then polls again later.
     """
     limits = Limits() if limits is None else limits
-    unit = units_per_second(endpoint)
-    now_units = math.floor(now * unit)
-    horizon = now_units - limits.delay * unit - 1
-    # Rounded up, so that no request starts more than the retention before ``now``.
-    oldest = math.ceil(now * unit) - limits.retention_days * SECONDS_PER_DAY * unit
+    latest = now if latest is None else max(now, latest)
+    bounds = _bounds(units_per_second(endpoint), now, latest, limits)
     if isinstance(cursor, AdminCursor):
         if endpoint is not Endpoint.ADMINACTION:
             msg = f"{endpoint.value} takes a WindowCursor, not {cursor!r}"
             raise TypeError(msg)
-        return _plan_admin(cursor, horizon, oldest, limits)
+        return _plan_admin(cursor, bounds, limits)
     if endpoint is Endpoint.ADMINACTION:
         msg = f"{endpoint.value} takes an AdminCursor, not {cursor!r}"
         raise TypeError(msg)
-    return _plan_window(endpoint, cursor, horizon, oldest, limits)
+    return _plan_window(endpoint, cursor, bounds, limits)
 
 
-def apply_response(request: Request, response: object) -> Step:
+def apply_response(
+    request: Request, response: object, *, duo_now: float | None = None
+) -> Step:
     """Return the records to ship and the cursor after them, from Duo's answer.
 
-    ``response`` is what ``json_api_call`` returned for ``request``.  Raises
-    `MalformedResponseError` when it does not have the endpoint's documented shape.
+    ``response`` is what ``json_api_call`` returned for ``request``; ``duo_now`` is
+    the time of Duo's answer (its ``Date``, UTC epoch seconds) when known.  A request
+    planned with a clock ahead of Duo's asked for more than Duo could serve: its window
+    is not closed, and the step says to ask again (no records, a cursor that re-asks).
+    Raises `MalformedResponseError` when the response does not have the endpoint's
+    documented shape.
     """
+    horizon = request.horizon
+    if duo_now is not None:
+        unit = units_per_second(request.endpoint)
+        horizon = min(horizon, _horizon(duo_now, unit, request.delay))
     if isinstance(request.cursor, AdminCursor):
-        return _apply_admin(request, request.cursor, response)
-    return _apply_window(request, request.cursor, response)
+        return _apply_admin(request, request.cursor, response, horizon)
+    return _apply_window(request, request.cursor, response, horizon)
 
 
 def record_identity(record: Record) -> str:
@@ -250,23 +352,26 @@ def record_identity(record: Record) -> str:
 
 
 def _plan_window(
-    endpoint: Endpoint,
-    cursor: WindowCursor,
-    horizon: int,
-    oldest: int,
-    limits: Limits,
+    endpoint: Endpoint, cursor: WindowCursor, bounds: _Bounds, limits: Limits
 ) -> Request | None:
     warnings: list[str] = []
-    if cursor.mintime < oldest:
-        warnings.append(_skipped_warning(endpoint, cursor.mintime, oldest))
-        cursor = WindowCursor(oldest)
+    oldest, horizon = bounds.oldest, bounds.horizon
+    if cursor.maxtime is None:
+        if cursor.mintime < oldest:
+            warnings.append(_skipped_warning(endpoint, cursor.mintime, oldest))
+            cursor = WindowCursor(oldest)
+    elif cursor.mintime < bounds.kept:
+        cursor, warning = _restart_window(endpoint, cursor, cursor.maxtime, oldest)
+        warnings.append(warning)
+    opened = cursor.maxtime is None
     if cursor.maxtime is None:
         if cursor.mintime >= horizon:
             return None
         cursor = attrs.evolve(cursor, maxtime=horizon)
     elif cursor.maxtime > horizon:
-        # A window saved before the clock went back: finishing it now would reach into
-        # Duo's delay, so wait until the clock has passed it again.
+        # A window saved before the clock went back (or planned by a clock ahead of
+        # Duo's): finishing it now would reach into Duo's delay, so wait until the
+        # clock has passed it again.
         return None
     limit = limits.limit(endpoint)
     params = {
@@ -291,10 +396,59 @@ def _plan_window(
         horizon=horizon,
         limit=limit,
         warnings=tuple(warnings),
+        delay=limits.delay,
+        opened=opened,
     )
 
 
-def _apply_window(request: Request, cursor: WindowCursor, response: object) -> Step:
+def _restart_window(
+    endpoint: Endpoint, cursor: WindowCursor, maxtime: int, oldest: int
+) -> tuple[WindowCursor, str]:
+    """Move a window being paged whose mintime Duo no longer serves.
+
+    Its ``next_offset`` belongs to the old mintime, so the rest of the window is read
+    again as a new one, from the time of the last record shipped when the token tells
+    it (a few records of that very millisecond may be sent twice), else from the
+    retention floor.
+    """
+    position = _position_time(cursor)
+    if maxtime < oldest:
+        return WindowCursor(oldest), _skipped_warning(endpoint, cursor.mintime, oldest)
+    if position is not None and position >= oldest:
+        unit = units_per_second(endpoint)
+        warning = (
+            f"{endpoint.value}: a window open since {_iso(cursor.mintime, unit)} "
+            f"reached Duo's retention; reading it again from {_iso(position, unit)}"
+        )
+        return _window_from(position, maxtime), warning
+    skipped_from = cursor.mintime if position is None else position
+    warning = _skipped_warning(endpoint, skipped_from, oldest)
+    return _window_from(oldest, maxtime), warning
+
+
+def _window_from(start: int, maxtime: int) -> WindowCursor:
+    """Return the window ``[start, maxtime]``, or one opening at ``start`` if empty."""
+    return WindowCursor(start, maxtime) if maxtime > start else WindowCursor(start)
+
+
+def _position_time(cursor: WindowCursor) -> int | None:
+    """Return the time of the last record shipped from a window, if its token says.
+
+    Duo's tokens start with the time of the last record sent ("ms,id"); anything else
+    is taken as unknown.
+    """
+    if cursor.next_offset is None or cursor.maxtime is None:
+        return None
+    head = cursor.next_offset.partition(",")[0]
+    if not (head.isascii() and head.isdigit() and len(head) <= _MAX_TIME_DIGITS):
+        return None
+    position = int(head)
+    return position if cursor.mintime <= position <= cursor.maxtime else None
+
+
+def _apply_window(
+    request: Request, cursor: WindowCursor, response: object, horizon: int
+) -> Step:
     endpoint = request.endpoint
     if not isinstance(response, dict):
         msg = f"{endpoint.value}: expected a JSON object, got {_kind(response)}"
@@ -311,6 +465,18 @@ def _apply_window(request: Request, cursor: WindowCursor, response: object) -> S
     if cursor.maxtime is None:
         msg = "apply_response takes a request made by plan_request"
         raise TypeError(msg)
+    if cursor.maxtime > horizon:
+        # Planned by a clock ahead of Duo's: Duo may not hold every record of this
+        # window yet.  Ship nothing; a window just opened is planned again (it will
+        # end earlier), one being paged is asked again once Duo's clock passed it.
+        retry = attrs.evolve(cursor, maxtime=None) if request.opened else cursor
+        return Step(
+            (),
+            retry,
+            caught_up=not request.opened,
+            warnings=request.warnings,
+            settled=False,
+        )
     if next_offset is None:
         after = WindowCursor(cursor.maxtime + 1)
         caught_up = cursor.maxtime >= request.horizon
@@ -352,30 +518,40 @@ def _asked_mintime(cursor: AdminCursor) -> int:
     return cursor.mintime if cursor.inclusive else max(0, cursor.mintime - 1)
 
 
-def _plan_admin(
-    cursor: AdminCursor, horizon: int, oldest: int, limits: Limits
-) -> Request | None:
+def _plan_admin(cursor: AdminCursor, bounds: _Bounds, limits: Limits) -> Request | None:
     warnings: list[str] = []
-    if cursor.mintime < oldest:
+    # The boundary second is the administrator log's only paging position: it is
+    # kept while Duo serves it, not moved with the floor of new windows.
+    if cursor.mintime < bounds.kept:
+        oldest = bounds.oldest
         warnings.append(_skipped_warning(Endpoint.ADMINACTION, cursor.mintime, oldest))
         cursor = AdminCursor(oldest, inclusive=cursor.inclusive)
-    if cursor.mintime > horizon:
+    if cursor.mintime > bounds.horizon:
         return None
     return Request(
         endpoint=Endpoint.ADMINACTION,
         path=PATHS[Endpoint.ADMINACTION],
         params=(("mintime", str(_asked_mintime(cursor))),),
         cursor=cursor,
-        horizon=horizon,
+        horizon=bounds.horizon,
         limit=limits.limit(Endpoint.ADMINACTION),
         warnings=tuple(warnings),
+        delay=limits.delay,
     )
 
 
-def _apply_admin(request: Request, cursor: AdminCursor, response: object) -> Step:
+def _apply_admin(
+    request: Request, cursor: AdminCursor, response: object, horizon: int
+) -> Step:
     page = _admin_page(response)
     asked = _asked_mintime(cursor)
-    boundary, horizon = cursor.mintime, request.horizon
+    boundary = cursor.mintime
+    if boundary > horizon:
+        # Planned by a clock ahead of Duo's, past what Duo has settled: ask again
+        # later rather than move the boundary back.
+        return Step(
+            (), cursor, caught_up=True, warnings=request.warnings, settled=False
+        )
     if page and page[0][0] < asked:
         msg = f"adminaction: record of second {page[0][0]} before mintime {asked}"
         raise MalformedResponseError(msg)

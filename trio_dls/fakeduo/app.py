@@ -15,6 +15,8 @@ holding it.
 
 from __future__ import annotations
 
+import email.utils
+import math
 import threading
 import time
 import urllib.parse
@@ -248,9 +250,18 @@ class FakeDuoApp:
     # -- request handling --------------------------------------------------
 
     def handle(self, request: Request) -> Plan:
-        """Answer one request."""
+        """Answer one request, dated by the service's clock as Duo dates its answers.
+
+        The ``Date`` is the service's "now" in whole seconds, rounded down, so a
+        client learns the fake's clock exactly as it would learn Duo's.
+        """
         with self._lock:
-            return self._handle(request)
+            plan = self._handle(request)
+            date = email.utils.formatdate(math.floor(self._clock()), usegmt=True)
+        response = attrs.evolve(
+            plan.response, headers=(*plan.response.headers, ("Date", date))
+        )
+        return attrs.evolve(plan, response=response)
 
     def _handle(self, request: Request) -> Plan:
         split = urllib.parse.urlsplit(request.target)
