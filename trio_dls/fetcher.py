@@ -349,9 +349,20 @@ async def _wait(stop: StopSignal, seconds: float) -> bool:
     return not stop.is_set
 
 
+# An MSP parent with no child to fetch looks again after this long, growing
+# to the cap: a new child is picked up within the hour at the latest.
+NO_CHILD_RETRY_FIRST: Final = 60.0
+NO_CHILD_RETRY_CAP: Final = 3600.0
+
+
 @attrs.define
 class AccountDiscovery:
-    """The supervisor's ``AccountDiscovery``: the account, or its MSP children."""
+    """The supervisor's ``AccountDiscovery``: the account, or its MSP children.
+
+    An MSP parent with no child account (or only blocked ones) is not done:
+    exiting would leave a ``Restart=on-failure`` service down for good, so it
+    keeps looking, at a falling rate, until a child appears or a stop comes.
+    """
 
     api: DuoApi
     rng: random.Random = attrs.field(factory=random.Random)
@@ -361,22 +372,52 @@ class AccountDiscovery:
         account = config.account
         if not account.is_msp:
             return [AccountRef(name=account.ikey)]
+        none_yet = Backoff(
+            rng=self.rng, first=NO_CHILD_RETRY_FIRST, cap=NO_CHILD_RETRY_CAP
+        )
+        report = FailureReport()
+        while True:
+            children = await self._list(stop)
+            if stop.is_set:
+                return []
+            refs = _children(children, account.block_list)
+            if refs:
+                if report.failures:
+                    log.info("MSP parent: child accounts found")
+                return refs
+            delay = none_yet.failed()
+            said = report.failed(
+                "no child",
+                f"MSP parent: no child account to fetch ({len(children)} listed, "
+                f"{len(children)} in block_list); looking again in {delay:.0f} s",
+                trio.current_time(),
+            )
+            if said is not None:
+                log.warning("%s", said)
+            if not await _wait(stop, delay):
+                return []
+
+    async def _list(self, stop: StopSignal) -> list[dict[str, Any]]:
+        """Return the Accounts API's list, retrying failures; [] on a stop."""
         backoff = Backoff(rng=self.rng)
+        report = FailureReport()
         while True:
             try:
                 with stop.cancels():
                     children = await self.api.list_child_accounts()
             except TransientApiError as exc:
                 delay = backoff.failed()
-                log.warning(
-                    "listing MSP child accounts: %s; retrying in %.0f s", exc, delay
+                said = report.failed(
+                    _failure_kind(exc),
+                    f"listing MSP child accounts: {exc}",
+                    trio.current_time(),
                 )
+                if said is not None:
+                    log.warning("%s; retrying in %.0f s", said, delay)
                 if not await _wait(stop, delay):
                     return []
                 continue
-            if stop.is_set:
-                return []
-            return _children(children, account.block_list)
+            return [] if stop.is_set else children
 
 
 def _children(
