@@ -7,6 +7,7 @@ a trustme certificate; calls go through the real duo_client in worker threads
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -211,12 +212,7 @@ class BlockedClient:
     ) -> tuple[Any, bytes]:
         """As duo_client's api_call: the HTTP response and its body."""
         body = self.json_api_call(method, path, params)
-        return _Response(), repr(body).encode()
-
-    def parse_json_response(self, response: Any, data: bytes) -> Any:
-        """Return what api_call's body held."""
-        del response
-        return {"name": data.decode().split("'")[3]}
+        return _Response(), json.dumps({"stat": "OK", "response": body}).encode()
 
 
 class _Response:
@@ -314,3 +310,30 @@ async def test_a_timeout_says_whether_duo_or_the_thread_queue_was_slow(
         "queued": f"GET {AUTH}: not sent: no worker thread became free within "
         "300 s (all 1 busy)",
     }
+
+
+class HugeNumberClient:
+    """A stand-in for duo_client whose answer holds a 5000-digit number."""
+
+    def api_call(
+        self, method: str, path: str, params: dict[str, str]
+    ) -> tuple[Any, bytes]:
+        """Answer one record with an integer longer than Python converts."""
+        del method, path, params
+        digits = "7" * 5000
+        return _Response(), (
+            b'{"stat":"OK","response":{"authlogs":[{"txid":"t","n":%b}]}}'
+            % digits.encode()
+        )
+
+
+async def test_a_number_too_long_for_python_is_forwarded_as_its_digits(
+    tmp_path: Path,
+) -> None:
+    """An integer json cannot convert does not fail the page: it arrives as text."""
+    threaded = blocked_api(tmp_path, BlockedClient())
+    threaded._admin = HugeNumberClient()
+
+    answer = await threaded.get(AUTH, {"mintime": "1"})
+
+    assert answer.body == {"authlogs": [{"txid": "t", "n": "7" * 5000}]}

@@ -32,6 +32,7 @@ contains it.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import socket
 import ssl
@@ -256,10 +257,34 @@ def _answer(
     path: str,
     params: dict[str, str],
 ) -> DuoAnswer:
-    """Make one call in a worker thread; what ``json_api_call`` does, plus the Date."""
+    """Make one call in a worker thread; what ``json_api_call`` does, plus the Date.
+
+    Errors (any status but 200) are duo_client's to parse and raise.  A success is
+    decoded here, so that one record holding an integer too long for Python's
+    int/str conversion limit is forwarded (as its digits) instead of failing the
+    whole page for ever.
+    """
     response, data = client.api_call(method, path, params)
     date = parse_http_date(response.getheader("Date"))
-    return DuoAnswer(client.parse_json_response(response, data), date)
+    if response.status != 200:  # noqa: PLR2004 - HTTP's OK
+        client.parse_json_response(response, data)  # raises duo_client's error
+    document = json.loads(data, parse_int=_integer)
+    if not isinstance(document, dict) or document.get("stat") != "OK":
+        msg = f"not a Duo success answer: {str(document)[:200]}"
+        raise ValueError(msg)
+    if "response" not in document:
+        msg = "a Duo success answer without a response"
+        raise ValueError(msg)
+    return DuoAnswer(document["response"], date)
+
+
+# Python refuses to convert longer decimal strings to int (a guard against
+# quadratic-time parsing); 4300 is its default limit.
+_LONGEST_INTEGER: Final = 4300
+
+
+def _integer(text: str) -> int | str:
+    return int(text) if len(text.lstrip("-")) <= _LONGEST_INTEGER else text
 
 
 def enrich(

@@ -342,10 +342,31 @@ def apply_response(
 
 def record_identity(record: Record) -> str:
     """Return a stable digest of a record's content (for records Duo gives no id)."""
-    canonical = json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=True
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    try:
+        canonical = json.dumps(
+            record, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        )
+    except ValueError:
+        # An integer too long for decimal (Python's int/str conversion limit):
+        # written in hex, which has no such limit, it still names the content.
+        canonical = json.dumps(
+            _hex_ints(record), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        )
+    return hashlib.sha256(canonical.encode("utf-8", "backslashreplace")).hexdigest()[
+        :32
+    ]
+
+
+def _hex_ints(value: object) -> object:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return {"int": hex(value)}
+    if isinstance(value, dict):
+        return {key: _hex_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hex_ints(item) for item in value]
+    return value
 
 
 # Windows: auth, telephony, activity, trust monitor ----------------------------------
@@ -543,8 +564,8 @@ def _plan_admin(cursor: AdminCursor, bounds: _Bounds, limits: Limits) -> Request
 def _apply_admin(
     request: Request, cursor: AdminCursor, response: object, horizon: int
 ) -> Step:
-    page = _admin_page(response)
     asked = _asked_mintime(cursor)
+    page = _admin_page(response, asked)
     boundary = cursor.mintime
     if boundary > horizon:
         # Planned by a clock ahead of Duo's, past what Duo has settled: ask again
@@ -585,18 +606,26 @@ def _apply_admin(
     return Step(records, after, caught_up=False, warnings=warnings)
 
 
-def _admin_page(response: object) -> list[tuple[int, str, Record]]:
-    """Return (second, identity, record) of each record, ordered by second."""
+def _admin_page(response: object, asked: int) -> list[tuple[int, str, Record]]:
+    """Return (second, identity, record) of each record, ordered by second.
+
+    A record whose ``timestamp`` is not the documented integer is still shipped
+    (one odd record must not stop the log for ever): a number or numeric string
+    is rounded down, else its ``isotimestamp`` is read, else it takes the second
+    of the record before it in Duo's order (the asked mintime for the first).
+    """
     if not isinstance(response, list):
         msg = f"adminaction: expected a JSON array, got {_kind(response)}"
         raise MalformedResponseError(msg)
     timed: list[tuple[int, Record]] = []
+    previous = asked
     for record in response:
-        second = record.get("timestamp") if isinstance(record, dict) else None
-        if not isinstance(second, int) or isinstance(second, bool):
-            msg = f"adminaction: record without an integer timestamp: {record!r}"
+        if not isinstance(record, dict):
+            msg = f"adminaction: a record is {_kind(record)}, not an object"
             raise MalformedResponseError(msg)
-        timed.append((second, record))
+        second = _admin_second(record)
+        previous = previous if second is None else second
+        timed.append((previous, record))
     # A stable sort keeps Duo's order within a second, which ranks identical records.
     timed.sort(key=lambda pair: pair[0])
     ranks: dict[tuple[int, str], int] = {}
@@ -606,6 +635,26 @@ def _admin_page(response: object) -> list[tuple[int, str, Record]]:
         rank = ranks[second, digest] = ranks.get((second, digest), -1) + 1
         page.append((second, f"{digest}.{rank}", record))
     return page
+
+
+def _admin_second(record: Record) -> int | None:
+    """Return the epoch second of an administrator log record, if it tells one."""
+    value = record.get("timestamp")
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and math.isfinite(value):
+        value = math.floor(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = record.get("isotimestamp")
+    if isinstance(text, str):
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if moment.tzinfo is not None:
+            return math.floor(moment.timestamp())
+    return None
 
 
 def _burst_warning(second: int, count: int) -> str:
