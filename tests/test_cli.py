@@ -8,6 +8,7 @@ those an operator sees; waiting on it is bounded by timeouts, never a sleep.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import queue
 import signal
@@ -18,12 +19,15 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+import trio
 
-from trio_dls import __version__
+from trio_dls import __version__, cli
 from trio_dls.cli import main
+from trio_dls.cursors import NewerCursorError
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_thread
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 SKEY = "cLiSkEyCliSkEyCliSkEyCliSkEyCliSkEy00042"
@@ -214,6 +218,73 @@ def test_daemon_with_a_broken_config_exits_2_without_traceback(
         f"trio-dls: 2 problems in {path}; nothing was started",
     ]
     assert SKEY not in proc.stdout + proc.stderr
+
+
+def test_a_cursor_file_from_a_newer_release_exits_2_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """A cursor file in a newer format stops the start: one line, status 2."""
+    state = tmp_path / "state"
+    state.mkdir()
+    cursor = state / "trio-dls_auth.cursor"
+    cursor.write_text(
+        '{"version": 2, "written_by": "trio-dls 9.0", "endpoint": "auth"}\n'
+    )
+    with spawn(write_config(tmp_path, endpoints="[auth]")) as proc:
+        lines = Lines(proc)
+        try:
+            status = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        output = lines.rest()
+    assert status == 2
+    refused = [line for line in output.splitlines() if "cannot start:" in line]
+    assert [
+        f"cannot start: {cursor}: written by trio-dls 9.0 (cursor format 2); this "
+        f"is trio-dls {__version__} (format 1): upgrade trio-dls or move the file "
+        "away"
+    ] == [line.partition(" trio_dls: ")[2] for line in refused]
+    assert "Traceback" not in output
+    assert cursor.exists()
+
+
+@pytest.fixture
+def daemon_logger() -> Iterator[None]:
+    """Give back the ``trio_dls`` logger as it was after an in-process ``run``.
+
+    ``run`` points the logger at its own stream and stops propagation, which
+    would hide every later test's records from ``caplog``.
+    """
+    logger = logging.getLogger("trio_dls")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield
+    for handler in logger.handlers:
+        if handler not in handlers:
+            handler.close()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+@pytest.mark.usefixtures("daemon_logger")
+def test_a_newer_cursor_met_while_running_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newer cursor file found by a fetcher, not at start-up, is also status 2."""
+
+    async def fetcher_meets_a_newer_file(*_: object) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            raise NewerCursorError(2, "trio-dls 9.0", "trio-dls_auth.cursor")
+
+    monkeypatch.setattr(cli, "_serve_until_signalled", fetcher_meets_a_newer_file)
+    stderr = io.StringIO()
+    status = cli.run(write_config(tmp_path), grace=1, stderr=stderr)
+    assert status == 2
+    refused = [line for line in stderr.getvalue().splitlines() if "ERROR" in line]
+    assert len(refused) == 1
+    assert "cannot start: trio-dls_auth.cursor: written by trio-dls 9.0" in refused[0]
+    assert "Traceback" not in stderr.getvalue()
 
 
 def test_rejected_credentials_exit_1_with_one_line(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def test_dls_template_loads(tmp_path: Path) -> None:
     assert config.version == "1.0.0"
     assert config.dls_settings.log_filepath == "/tmp/duologsync.log"
     assert config.dls_settings.log_format is LogFormat.JSON
-    assert config.dls_settings.api.offset == 180
+    assert config.dls_settings.api.offset == 180.0
     assert config.dls_settings.api.timeout == 120.0
     assert config.dls_settings.checkpointing.enabled is True
     assert config.dls_settings.checkpointing.directory == "/tmp"
@@ -171,7 +171,7 @@ def test_minimal_config_takes_dls_defaults(env: Environment) -> None:
     settings = load_config_text(text, "c.yml", env).dls_settings
     assert settings.log_filepath == "/tmp/duologsync.log"
     assert settings.log_format is LogFormat.JSON
-    assert (settings.api.offset, settings.api.timeout) == (180, 120.0)
+    assert (settings.api.offset, settings.api.timeout) == (180.0, 120.0)
     assert settings.checkpointing.enabled is True
     assert settings.checkpointing.directory == "/home/dls/.local/state/trio-dls"
     assert settings.proxy.enabled is False
@@ -342,6 +342,17 @@ def test_skey_from_the_environment(env: Environment) -> None:
     assert skey.reveal() == SKEY
 
 
+def test_skey_from_the_environment_drops_a_trailing_newline(
+    env: Environment,
+) -> None:
+    """``skey_env`` is stripped like an inline or file skey (a Kubernetes secret)."""
+    env = attrs.evolve(env, environ={"DUO_SKEY": f"{SKEY}\n"})
+    text = edit(f"skey: {SKEY}", "skey_env: DUO_SKEY")
+    skey = load_config_text(text, "c.yml", env).account.skey
+    assert skey is not None
+    assert skey.reveal() == SKEY
+
+
 def test_skey_is_masked_in_the_model(env: Environment) -> None:
     """The loaded config's repr never shows the skey."""
     config = load_config_text(BASE, "c.yml", env)
@@ -384,6 +395,37 @@ def test_quoted_port_is_a_number(env: Environment) -> None:
     """``port: '9000'`` is the port 9000."""
     text = edit("port: 9000", "port: '9000'")
     assert load_config_text(text, "c.yml", env).servers[0].port == 9000
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0.0),
+        ("4.0", 4.0),
+        ("1.5", 1.5),
+        ("0.25", 0.25),
+        ("'1.5'", 1.5),
+        ("'30'", 30.0),
+        ("1e2", 100.0),
+        ("180", 180.0),
+        ("180.0", 180.0),
+    ],
+)
+def test_offset_takes_any_number_of_days_up_to_180(
+    env: Environment, value: str, expected: float
+) -> None:
+    """``offset: 4.0`` or ``1.5`` loads: DLS reads it as ``timedelta(days=offset)``."""
+    text = edit("offset: 30", f"offset: {value}")
+    assert expected == load_config_text(text, "c.yml", env).dls_settings.api.offset
+
+
+def test_check_shows_a_fractional_offset(tmp_path: Path) -> None:
+    """``trio-dls check`` says 1.5 days for ``offset: 1.5``."""
+    path = tmp_path / "config.yml"
+    path.write_text(edit("offset: 30", "offset: 1.5"))
+    out, err = io.StringIO(), io.StringIO()
+    assert check(path, out, err) == 0
+    assert "start:       1.5 days back on a first start" in out.getvalue()
 
 
 def test_a_boolean_is_not_a_port(env: Environment) -> None:
@@ -485,13 +527,46 @@ BROKEN = {
     ),
     "offset -1": (
         edit("offset: 30", "offset: -1"),
-        "config.yml:5: dls_settings.api.offset: must be a whole number of days "
+        "config.yml:5: dls_settings.api.offset: must be a number of days "
         "from 0 to 180 (Duo keeps 180 days of logs), got -1",
+    ),
+    "offset just below 0": (
+        edit("offset: 30", "offset: -0.01"),
+        "config.yml:5: dls_settings.api.offset: must be a number of days "
+        "from 0 to 180 (Duo keeps 180 days of logs), got -0.01",
     ),
     "offset 200": (
         edit("offset: 30", "offset: 200"),
-        "config.yml:5: dls_settings.api.offset: must be a whole number of days "
+        "config.yml:5: dls_settings.api.offset: must be a number of days "
         "from 0 to 180 (Duo keeps 180 days of logs), got 200",
+    ),
+    "offset just over 180": (
+        edit("offset: 30", "offset: 180.5"),
+        "config.yml:5: dls_settings.api.offset: must be a number of days "
+        "from 0 to 180 (Duo keeps 180 days of logs), got 180.5",
+    ),
+    "offset is not a number": (
+        edit("offset: 30", "offset: .nan"),
+        "config.yml:5: dls_settings.api.offset: must be a number of days "
+        "from 0 to 180 (Duo keeps 180 days of logs), got nan",
+    ),
+    "offset is infinite": (
+        edit("offset: 30", "offset: .inf"),
+        "config.yml:5: dls_settings.api.offset: must be a number of days "
+        "from 0 to 180 (Duo keeps 180 days of logs), got inf",
+    ),
+    "offset is a boolean": (
+        edit("offset: 30", "offset: true"),
+        "config.yml:5: dls_settings.api.offset: expected a number of days, got True",
+    ),
+    "offset is the text nan": (
+        edit("offset: 30", "offset: 'nan'"),
+        "config.yml:5: dls_settings.api.offset: expected a number of days, got 'nan'",
+    ),
+    "offset is text": (
+        edit("offset: 30", "offset: a week"),
+        "config.yml:5: dls_settings.api.offset: expected a number of days, "
+        "got 'a week'",
     ),
     "timeout 0": (
         edit("timeout: 120", "timeout: 0"),

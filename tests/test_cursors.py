@@ -2,23 +2,27 @@
 
 Rules for these tests: no files are touched (checkpoint contents are bytes in memory);
 every way a checkpoint can be damaged must raise `CorruptCursorError` and nothing
-else, so each corruption test also accepts no other exception.
+else, so each corruption test also accepts no other exception; the one other outcome
+is `NewerCursorError`, for a format newer than ours.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from trio_dls import __version__
 from trio_dls.cursors import (
     AdminCursor,
     CorruptCursorError,
     Cursor,
     DlsImport,
+    NewerCursorError,
     WindowCursor,
     decode_cursor,
     encode_cursor,
@@ -26,6 +30,7 @@ from trio_dls.cursors import (
     initial_cursor,
     parse_dls_checkpoint,
     parse_dls_checkpoint_name,
+    refuse_newer_cursor,
 )
 from trio_dls.endpoints import Endpoint
 
@@ -78,6 +83,7 @@ def test_window_cursor_encoding_is_versioned_json() -> None:
     assert json.loads(data) == {
         "version": 1,
         "endpoint": "auth",
+        "written_by": f"trio-dls {__version__}",
         "mintime": 1_700_000_000_000,
         "maxtime": 1_700_000_060_000,
         "next_offset": "1700000001000,tx",
@@ -94,6 +100,7 @@ def test_admin_cursor_encoding_is_deterministic() -> None:
     assert document == {
         "version": 1,
         "endpoint": "adminaction",
+        "written_by": f"trio-dls {__version__}",
         "mintime": 1_700_000_000,
         "sent": ["a.0", "a.1", "b.0"],
         "inclusive": False,
@@ -151,12 +158,19 @@ def _admin(**changes: object) -> bytes:
         (Endpoint.AUTH, b" " * (5 * 1024 * 1024)),
         (Endpoint.AUTH, b"null"),
         (Endpoint.AUTH, b"[1700000000000]"),
-        (Endpoint.AUTH, _window(version=2)),
+        (Endpoint.AUTH, _window(version=0)),
+        (Endpoint.AUTH, _window(version=-2)),
+        (Endpoint.AUTH, _window(version="2")),
+        (Endpoint.AUTH, _window(version=2.0)),
         (Endpoint.AUTH, _window(version="1")),
         (Endpoint.AUTH, _window(version=True)),
         (Endpoint.AUTH, _window(version=1.0)),
         (Endpoint.AUTH, _window(endpoint="Auth")),
         (Endpoint.AUTH, _window(extra=1)),
+        (Endpoint.AUTH, _window(written_by=1)),
+        (Endpoint.AUTH, _window(written_by="")),
+        (Endpoint.AUTH, _window(written_by="trio-dls 9\nforged line")),
+        (Endpoint.AUTH, _window(written_by="x" * 101)),
         (Endpoint.AUTH, _window(mintime="1700000000000")),
         (Endpoint.AUTH, _window(mintime=1.7e12)),
         (Endpoint.AUTH, _window(mintime=True)),
@@ -204,8 +218,8 @@ def test_truncated_checkpoint_raises_corrupt_cursor(
 def test_arbitrary_bytes_never_raise_anything_else(
     endpoint: Endpoint, data: bytes
 ) -> None:
-    """Whatever the bytes, decoding gives a cursor or raises CorruptCursorError."""
-    with contextlib.suppress(CorruptCursorError):
+    """Whatever the bytes, decoding gives a cursor or raises one of our two errors."""
+    with contextlib.suppress(CorruptCursorError, NewerCursorError):
         assert isinstance(decode_cursor(endpoint, data), WindowCursor | AdminCursor)
 
 
@@ -227,15 +241,63 @@ json_values = st.recursive(
 def test_arbitrary_json_fields_never_raise_anything_else(
     endpoint: Endpoint, changes: dict[str, object]
 ) -> None:
-    """Any JSON in a cursor's fields gives a cursor or raises CorruptCursorError."""
+    """Any JSON in a cursor's fields gives a cursor or raises one of our two errors."""
     base = _admin if endpoint is Endpoint.ADMINACTION else _window
     try:
         data = base(**{"endpoint": endpoint.value} | changes)
     except ValueError:
         # json.dumps refuses the NaN and infinities it would have to write.
         return
-    with contextlib.suppress(CorruptCursorError):
+    with contextlib.suppress(CorruptCursorError, NewerCursorError):
         assert isinstance(decode_cursor(endpoint, data), WindowCursor | AdminCursor)
+
+
+def test_a_cursor_without_written_by_still_decodes() -> None:
+    """A file written by trio-dls 0.1.0, before ``written_by`` existed, is read."""
+    assert WindowCursor(1_700_000_000_000) == decode_cursor(Endpoint.AUTH, _window())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _window(version=2, written_by="trio-dls 0.9.0"),
+        # A newer format may change anything else: only the version is trusted.
+        json.dumps(
+            {"version": 2, "written_by": "trio-dls 0.9.0", "positions": []}
+        ).encode(),
+    ],
+)
+def test_a_cursor_in_a_newer_format_is_not_corrupt(data: bytes) -> None:
+    """A newer format raises NewerCursorError naming both releases, not "corrupt"."""
+    with pytest.raises(NewerCursorError) as info:
+        decode_cursor(Endpoint.AUTH, data)
+    assert (
+        f"cursor: written by trio-dls 0.9.0 (cursor format 2); this is trio-dls "
+        f"{__version__} (format 1): upgrade trio-dls or move the file away"
+    ) == str(info.value)
+
+
+def test_a_newer_cursor_error_names_its_file() -> None:
+    """The store puts the file's path in the message; an unknown writer is said so."""
+    with pytest.raises(NewerCursorError) as info:
+        decode_cursor(Endpoint.AUTH, _window(version=3, written_by=["x"]))
+    assert str(info.value.at("/state/trio-dls_auth.cursor")).startswith(
+        "/state/trio-dls_auth.cursor: written by a newer trio-dls (cursor format 3)"
+    )
+
+
+@pytest.mark.parametrize(
+    "data", [_window(), _window(version=0), b"", b"[2]", b'{"version": 2', b"\xff"]
+)
+def test_refuse_newer_cursor_passes_anything_not_newer(data: bytes) -> None:
+    """The start-up check refuses newer files only; corrupt ones are load's business."""
+    refuse_newer_cursor(data)
+
+
+def test_refuse_newer_cursor_refuses_a_newer_file() -> None:
+    """The start-up check raises NewerCursorError for a newer file."""
+    with pytest.raises(NewerCursorError):
+        refuse_newer_cursor(_admin(version=2))
 
 
 # Cursor values -------------------------------------------------------------------
@@ -275,10 +337,31 @@ def test_initial_cursor_starts_offset_days_ago(
     assert expected == initial_cursor(endpoint, 1_700_000_000.25, 3)
 
 
-def test_initial_cursor_refuses_a_negative_offset() -> None:
-    """An offset in the future is a configuration bug, not a cursor."""
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        (Endpoint.AUTH, WindowCursor(1_700_000_000_250 - 36 * 3_600_000)),
+        (Endpoint.ADMINACTION, AdminCursor(1_700_000_000 - 36 * 3_600)),
+    ],
+)
+def test_initial_cursor_takes_a_fraction_of_a_day(
+    endpoint: Endpoint, expected: Cursor
+) -> None:
+    """``offset: 1.5`` starts 36 hours back, as DLS's ``timedelta(days=1.5)``."""
+    assert expected == initial_cursor(endpoint, 1_700_000_000.25, 1.5)
+
+
+def test_initial_cursor_rounds_a_fraction_to_the_unit() -> None:
+    """0.1 days is 8,640,000 ms back, not one more for floating point's error."""
+    expected = WindowCursor(1_700_000_000_000 - 8_640_000)
+    assert expected == initial_cursor(Endpoint.AUTH, 1_700_000_000.0, 0.1)
+
+
+@pytest.mark.parametrize("offset", [-1, -0.5, math.nan, math.inf, True])
+def test_initial_cursor_refuses_an_offset_that_is_no_span(offset: float) -> None:
+    """An offset in the future, NaN, infinite or a bool is a bug, not a cursor."""
     with pytest.raises(ValueError, match="offset_days"):
-        initial_cursor(Endpoint.AUTH, 1_700_000_000.0, -1)
+        initial_cursor(Endpoint.AUTH, 1_700_000_000.0, offset)
 
 
 # DLS checkpoints -----------------------------------------------------------------

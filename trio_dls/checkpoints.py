@@ -7,33 +7,49 @@ temporary file in the same directory, fsync it, rename it over the old one,
 fsync the directory.  File work runs in worker threads that are *not*
 abandoned on cancellation: a save that started finishes.
 
-A file that cannot be decoded (truncated by a disk that filled up, edited by
-hand) is reported, renamed aside with a ``.corrupt-<time>`` suffix for the
-operator to look at, and treated as absent, so a bad file never makes the
-daemon crash in a loop.
+Each save first keeps the cursor it replaces as ``<name>.prev`` (a hard link
+renamed into place, so the main file is never absent).  That previous copy is
+the newest valid position known when the main file turns out to be damaged
+(truncated by a disk that filled up, edited by hand): the damaged file is
+reported, renamed aside with a ``.corrupt-<time>`` suffix for the operator to
+look at, and the endpoint resumes from the previous copy, sending at most one
+page again.  Only when no copy is usable does it start from the configured
+offset, and says so in an error line; never from a DLS checkpoint, which is
+older than any cursor trio-dls saved.  A bad file never makes the daemon
+crash in a loop.
 
-On a first start (no trio-dls file for a pair), a duo_log_sync checkpoint file
-in the same directory is imported (see ``trio_dls.cursors``), so a DLS user
-switches without replaying 180 days.  DLS's files are left untouched.
+A cursor file in a newer format is the exception: it is fine for the release
+that wrote it, so it is neither set aside nor guessed at; ``prepare`` refuses
+to start (`NewerCursorError`) until trio-dls is upgraded or the file moved.
+
+On a first start (no trio-dls file for a pair, not even one set aside), a
+duo_log_sync checkpoint file in the same directory is imported (see
+``trio_dls.cursors``), so a DLS user switches without replaying 180 days.
+DLS's files are left untouched.  docs/cursors.md tells the whole story.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from trio_dls.cursors import (
     CorruptCursorError,
     Cursor,
+    NewerCursorError,
     decode_cursor,
     encode_cursor,
     parse_dls_checkpoint,
     parse_dls_checkpoint_name,
+    refuse_newer_cursor,
+    units_per_second,
 )
 from trio_dls.errors import FatalError
 
@@ -47,18 +63,65 @@ log = logging.getLogger(__name__)
 Offload = Callable[..., Awaitable[Any]]
 
 PREFIX = "trio-dls"
+CURSOR_SUFFIX: Final = ".cursor"
+# Not ending in ".cursor" and never matching DLS's names, so that no scan of
+# the directory takes a previous copy for a cursor of its own.
+PREVIOUS_SUFFIX: Final = ".prev"
+CORRUPT_MARK: Final = ".corrupt-"
 
 
 def cursor_file_name(endpoint: Endpoint, child_account_id: str | None) -> str:
     """Return the name of the cursor file of (endpoint, MSP child or None)."""
     suffix = f"_{child_account_id}" if child_account_id else ""
-    return f"{PREFIX}_{endpoint.value}{suffix}.cursor"
+    return f"{PREFIX}_{endpoint.value}{suffix}{CURSOR_SUFFIX}"
+
+
+def previous_file_name(endpoint: Endpoint, child_account_id: str | None) -> str:
+    """Return the name of the previous copy of the pair's cursor file."""
+    return cursor_file_name(endpoint, child_account_id) + PREVIOUS_SUFFIX
 
 
 def dls_file_name(endpoint: Endpoint, child_account_id: str | None) -> str:
     """Return the name DLS gives the checkpoint of (endpoint, MSP child or None)."""
     suffix = f"_{child_account_id}" if child_account_id else ""
     return f"{endpoint.value}_checkpoint_data{suffix}.txt"
+
+
+def _is_cursor_file(name: str) -> bool:
+    """Tell a cursor file or previous copy from temporary and set-aside files."""
+    return name.startswith(f"{PREFIX}_") and name.endswith(
+        (CURSOR_SUFFIX, CURSOR_SUFFIX + PREVIOUS_SUFFIX)
+    )
+
+
+def _set_aside_from(name: str) -> str | None:
+    """Return the cursor file name a ``.corrupt-`` file was made from, or None."""
+    if not name.startswith(f"{PREFIX}_") or CORRUPT_MARK not in name:
+        return None
+    return name.partition(CORRUPT_MARK)[0].removesuffix(PREVIOUS_SUFFIX)
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _how_long(seconds: float) -> str:
+    """Say a duration as an operator reads it in a log line."""
+    seconds = max(0.0, seconds)
+    if seconds < 2 * 60:
+        return f"{seconds:.0f} seconds"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 2 * 86_400:
+        return f"{round(seconds / 3600, 1):g} hours"
+    return f"{round(seconds / 86_400, 1):g} days"
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with path.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 class CheckpointStore:
@@ -70,23 +133,42 @@ class CheckpointStore:
         *,
         enabled: bool = True,
         offload: Offload = trio.to_thread.run_sync,
+        offset_days: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """Keep cursors in *directory* (created on first use) if *enabled*.
 
         *offload* runs the blocking file work; a worker thread by default.
         Tests on trio's virtual clock run it inline instead, because the clock
-        would jump ahead while a thread works.
+        would jump ahead while a thread works.  *offset_days*, the configured
+        ``api.offset``, is only told in the log line of a restart from it;
+        *clock* (UTC epoch seconds) dates set-aside files and says how far
+        back a restart goes.
         """
         self.directory = directory
         self.enabled = enabled
         self._offload = offload
+        self._offset_days = offset_days
+        self._clock = clock
         self._save_failing = False
+        # Corrupt cursor files that could not be renamed aside: the next save
+        # must not keep them as the previous copy.
+        self._unmovable: set[str] = set()
+        # Names of cursor files with a copy set aside as corrupt: their pair
+        # had a trio-dls cursor, so DLS's older checkpoint must not be
+        # imported.  Found by one listing of the directory, when first needed;
+        # loads run in several threads at once, hence the lock.
+        self._set_aside: set[str] | None = None
+        self._set_aside_lock = threading.Lock()
 
     async def prepare(self) -> None:
-        """Create the directory and check it is writable, or raise at start-up.
+        """Create the directory and check its files, or raise at start-up.
 
-        A store that cannot save makes every restart replay everything since
-        the last save, so this is worth refusing to start for.
+        Raise `CheckpointError` if the directory cannot be written, and
+        `NewerCursorError` if a cursor file there was written by a newer
+        trio-dls.  A store that cannot save makes every restart replay
+        everything since the last save; a newer file cannot be read without a
+        replay or a gap.  Both are worth refusing to start for.
         """
         if self.enabled:
             await self._offload(self._prepare)
@@ -103,11 +185,39 @@ class CheckpointStore:
         if not os.access(self.directory, os.W_OK | os.X_OK):
             msg = f"cannot write in the checkpoint directory {self.directory}"
             raise CheckpointError(msg)
+        self._refuse_newer_files()
+
+    def _refuse_newer_files(self) -> None:
+        try:
+            names = sorted(entry.name for entry in self.directory.iterdir())
+        except OSError as exc:
+            msg = f"cannot list the checkpoint directory {self.directory}: {exc}"
+            raise CheckpointError(msg) from None
+        newer: list[tuple[str, NewerCursorError]] = []
+        for name in filter(_is_cursor_file, names):
+            try:
+                refuse_newer_cursor((self.directory / name).read_bytes())
+            except NewerCursorError as exc:
+                newer.append((name, exc))
+            except OSError:
+                continue  # load() reports an unreadable file when it needs it
+        if newer:
+            name, first = newer[0]
+            where = str(self.directory / name)
+            if len(newer) > 1:
+                # After a downgrade every file is newer: say so at once, rather
+                # than send the operator round one restart per file.
+                where += f" (and {len(newer) - 1} more cursor files there)"
+            raise first.at(where)
 
     async def load(
         self, endpoint: Endpoint, child_account_id: str | None
     ) -> Cursor | None:
-        """Return the saved cursor, an imported DLS one, or None (first start)."""
+        """Return the saved cursor, an imported DLS one, or None (the offset).
+
+        Raise `CheckpointError` if the cursor file cannot be read, and
+        `NewerCursorError` if a newer trio-dls wrote it.
+        """
         if not self.enabled:
             return None
         cursor: Cursor | None = await self._offload(
@@ -116,30 +226,129 @@ class CheckpointStore:
         return cursor
 
     def _load(self, endpoint: Endpoint, child_account_id: str | None) -> Cursor | None:
-        path = self.directory / cursor_file_name(endpoint, child_account_id)
+        name = cursor_file_name(endpoint, child_account_id)
+        path = self.directory / name
+        previous = self.directory / previous_file_name(endpoint, child_account_id)
+        problems: list[str] = []
+        data = self._read(path)
+        if data is not None:
+            try:
+                return self._decode(endpoint, path, data)
+            except CorruptCursorError as exc:
+                moved = self._put_aside(path)
+                problems.append(f"the cursor file {path} is corrupt ({exc}); {moved}")
+        data = self._read(previous)
+        if data is not None:
+            try:
+                cursor = self._decode(endpoint, previous, data)
+            except CorruptCursorError as exc:
+                moved = self._put_aside(previous)
+                problems.append(
+                    f"its previous copy is corrupt too ({exc}); {moved}"
+                    if problems
+                    else f"the cursor file {path} is missing and its previous "
+                    f"copy {previous.name} is corrupt ({exc}); {moved}"
+                )
+            else:
+                self._report_previous(endpoint, path, cursor, problems)
+                return cursor
+        elif problems:
+            problems.append("there is no previous copy")
+        if problems or name in self._names_set_aside():
+            self._report_offset(endpoint, child_account_id, path, problems)
+            return None
+        return self._import_dls(endpoint, child_account_id)
+
+    @staticmethod
+    def _read(path: Path) -> bytes | None:
         try:
-            data = path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
-            return self._import_dls(endpoint, child_account_id)
+            return None
         except OSError as exc:
             # Unreadable is not absent: starting over would replay 180 days.
             msg = f"cannot read the cursor file {path}: {exc.strerror}"
             raise CheckpointError(msg) from None
+
+    @staticmethod
+    def _decode(endpoint: Endpoint, path: Path, data: bytes) -> Cursor:
         try:
             return decode_cursor(endpoint, data)
-        except CorruptCursorError as exc:
-            aside = path.with_name(
-                f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-            )
+        except NewerCursorError as exc:
+            raise exc.at(str(path)) from None
+
+    def _put_aside(self, path: Path) -> str:
+        """Rename a corrupt file aside; return what happened, for the log line."""
+        self._names_set_aside().add(path.name.removesuffix(PREVIOUS_SUFFIX))
+        # No colons: they are not allowed in file names on SMB shares.
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
+        aside = path.with_name(f"{path.name}{CORRUPT_MARK}{stamp}")
+        try:
             path.replace(aside)
-            log.error(  # noqa: TRY400 - the reason is the message, no traceback
-                "the cursor file %s is corrupt (%s); moved it to %s and starting "
-                "from the configured offset",
-                path,
-                exc,
-                aside.name,
+        except OSError as exc:
+            # Carry on without it: the file's position is lost either way, and
+            # raising would stop every endpoint for one bad file.
+            self._unmovable.add(path.name)
+            return f"could not move it aside: {exc.strerror or exc}"
+        return f"moved it to {aside.name}"
+
+    def _names_set_aside(self) -> set[str]:
+        with self._set_aside_lock:
+            if self._set_aside is None:
+                try:
+                    names = [entry.name for entry in self.directory.iterdir()]
+                except OSError:
+                    names = []
+                found = (_set_aside_from(name) for name in names)
+                self._set_aside = {name for name in found if name}
+            return self._set_aside
+
+    def _report_previous(
+        self, endpoint: Endpoint, path: Path, cursor: Cursor, problems: list[str]
+    ) -> None:
+        position = cursor.mintime / units_per_second(endpoint)
+        when = f"{_utc(position)}, {_how_long(self._clock() - position)} ago"
+        if problems:
+            log.error(
+                "%s; resuming from the previous saved position (%s): at most "
+                "one page is sent again",
+                "; ".join(problems),
+                when,
             )
-            return self._import_dls(endpoint, child_account_id)
+        else:
+            log.warning(
+                "the cursor file %s is missing but its previous copy is there; "
+                "resuming from its position (%s): at most one page is sent again",
+                path,
+                when,
+            )
+
+    def _report_offset(
+        self,
+        endpoint: Endpoint,
+        child_account_id: str | None,
+        path: Path,
+        problems: list[str],
+    ) -> None:
+        if not problems:
+            problems = [f"the cursor file {path} is missing (set aside as corrupt)"]
+        how_far = (
+            f", up to {self._offset_days:g} days back"
+            if self._offset_days is not None
+            else ""
+        )
+        dls = self.directory / dls_file_name(endpoint, child_account_id)
+        ignored = (
+            f"; the DLS checkpoint {dls.name} is older and is not used"
+            if dls.is_file()
+            else ""
+        )
+        log.error(
+            "%s; starting from the configured offset%s (dls_settings.api.offset)%s",
+            "; ".join(problems),
+            how_far,
+            ignored,
+        )
 
     def _import_dls(
         self, endpoint: Endpoint, child_account_id: str | None
@@ -189,16 +398,36 @@ class CheckpointStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / name
         temporary = self.directory / f".{name}.tmp"
-        with temporary.open("wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+        _write_synced(temporary, data)
+        if name not in self._unmovable:
+            self._keep_previous(path, self.directory / (name + PREVIOUS_SUFFIX))
         temporary.replace(path)
+        self._unmovable.discard(name)
         directory = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+    def _keep_previous(self, path: Path, previous: Path) -> None:
+        """Make *previous* a copy of *path* without *path* ever being absent."""
+        staging = self.directory / f".{previous.name}.tmp"
+        # Left behind by a crash between the link and the rename.
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        try:
+            os.link(path, staging)
+        except FileNotFoundError:
+            return  # the first save: nothing to keep
+        except OSError:
+            # Some filesystems (SMB shares, some FUSE ones) have no hard
+            # links; a copy keeps the same position at the cost of an fsync.
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                return
+            _write_synced(staging, data)
+        staging.replace(previous)
 
 
 class CheckpointError(FatalError):

@@ -6,6 +6,9 @@ lets a traceback reach an operator for a mistake they can fix:
 * 0: stopped cleanly (SIGTERM, SIGINT), or ``check`` found the config valid;
 * 1: a fatal runtime error, such as credentials Duo rejects;
 * 2: the config (or the command line) is wrong; every mistake is listed.
+  Also a cursor file written by a newer trio-dls: like a config mistake, it
+  needs the operator (upgrade, or move the file), and a restart loop under a
+  supervisor would only repeat it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import trio
 
 from trio_dls import __version__, demo, logs
 from trio_dls.config import Config, ConfigError, Protocol, load_config, warnings_for
+from trio_dls.cursors import NewerCursorError
 from trio_dls.daemon import run_daemon
 from trio_dls.errors import FatalError
 from trio_dls.formats import SyslogHeader
@@ -50,7 +54,8 @@ commands:
 exit status:
   0  stopped cleanly, or check found CONFIG valid
   1  fatal runtime error (e.g. Duo rejected the credentials)
-  2  CONFIG is invalid: each mistake is printed with its line and key
+  2  CONFIG is invalid: each mistake is printed with its line and key;
+     or a cursor file was written by a newer trio-dls
 """
 
 
@@ -239,16 +244,21 @@ def run(path: Path, *, grace: float, stderr: TextIO) -> int:
     status = EXIT_OK
     try:
         trio.run(_serve_until_signalled, config, grace)
+    except* NewerCursorError as group:
+        # Before FatalError, its base class: this one is the operator's to fix.
+        for exc in _leaves(group):
+            log.error("cannot start: %s", exc)  # noqa: TRY400 - one line
+        status = EXIT_CONFIG
     except* FatalError as group:
         for exc in _leaves(group):
             log.error("fatal: %s", exc)  # noqa: TRY400 - one line, not a traceback
-        status = EXIT_FATAL
+        status = max(status, EXIT_FATAL)
     except* KeyboardInterrupt:
         # Ctrl-C before the signal handlers were in place: nothing had started.
         log.info("interrupted")
     except* Exception:
         log.exception("unexpected error; exiting so the supervisor restarts trio-dls")
-        status = EXIT_FATAL
+        status = max(status, EXIT_FATAL)
     return status
 
 

@@ -106,7 +106,8 @@ class Secret:
 # Scalars with a meaning beyond their Python type; each has a strict hook.
 NonEmptyStr = NewType("NonEmptyStr", str)
 Port = NewType("Port", int)
-OffsetDays = NewType("OffsetDays", int)
+# Days as DLS reads them (``timedelta(days=offset)``): fractions are allowed.
+OffsetDays = NewType("OffsetDays", float)
 PositiveSeconds = NewType("PositiveSeconds", float)
 DatagramSize = NewType("DatagramSize", int)
 # The largest UDP payload over IPv4.
@@ -127,7 +128,7 @@ SYSTEM_CAS: Final = "system"
 class Api:
     """``dls_settings.api``: how far back to start, how often to poll."""
 
-    offset: OffsetDays = OffsetDays(DEFAULT_OFFSET_DAYS)
+    offset: OffsetDays = OffsetDays(float(DEFAULT_OFFSET_DAYS))
     timeout: PositiveSeconds = PositiveSeconds(DEFAULT_POLL_SECONDS)
 
 
@@ -391,6 +392,9 @@ def _locate(tree: Any, path: KeyPath) -> int:  # noqa: ANN401
 _TRUE = frozenset({"true", "yes", "on", "y"})
 _FALSE = frozenset({"false", "no", "off", "n"})
 _INTEGER = re.compile(r"[+-]?\d+")
+# A decimal number as people write one; not "nan", "inf" or "1_000", which
+# Python's float() would also take.
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def _show(value: object) -> str:
@@ -456,11 +460,19 @@ def _to_datagram_size(value: object, _: type) -> int:
     return size
 
 
-def _to_offset(value: object, _: type) -> int:
-    days = _to_int(value)
+def _to_offset(value: object, _: type) -> float:
+    # DLS computes ``timedelta(days=offset)``, so any number of days works
+    # there, 1.5 included: a DLS config that runs must load here too.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        days = float(value)
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        days = float(value.strip())
+    else:
+        raise _InvalidValueError(f"expected a number of days, got {_show(value)}")
+    # Written so that NaN fails it too.
     if not 0 <= days <= DEFAULT_OFFSET_DAYS:
         raise _InvalidValueError(
-            f"must be a whole number of days from 0 to 180 (Duo keeps 180 days "
+            f"must be a number of days from 0 to 180 (Duo keeps 180 days "
             f"of logs), got {_show(value)}"
         )
     return days
@@ -963,7 +975,10 @@ def _resolve(config: Config, env: Environment) -> Config:
         text = env.path(account.skey_file).read_text(encoding="utf-8")
         account = attrs.evolve(account, skey=Secret(text.strip()))
     elif account.skey_env is not None:
-        account = attrs.evolve(account, skey=Secret(env.environ[account.skey_env]))
+        # Stripped like an inline or file skey: a Kubernetes secret or a
+        # shell's $'...' often ends in a newline, and Duo answers it with 401.
+        skey = env.environ[account.skey_env].strip()
+        account = attrs.evolve(account, skey=Secret(skey))
     if account.ca_certs:
         account = attrs.evolve(account, ca_certs=str(env.path(account.ca_certs)))
 

@@ -18,11 +18,14 @@ There are two kinds, because Duo pages its log endpoints in two ways:
   seconds, which has no paging token at all: the cursor keeps the identities of the
   records already shipped in its boundary second.
 
-A checkpoint file is JSON with a ``version`` and the endpoint's name, so a file copied
-to the wrong name or written by a future release is recognised.  Decoding raises
-`CorruptCursorError` for every bad input (not UTF-8, truncated, wrong types, absurd
-values) and nothing else, so the store can report the file and set it aside instead of
-crashing in a loop on it.
+A checkpoint file is JSON with a ``version``, the endpoint's name and the release that
+wrote it (``written_by``, which files from before it was added lack), so a file copied
+to the wrong name or written by a future release is recognised.  A file in a newer
+format raises `NewerCursorError`: its position cannot be read, and guessing would mean
+a replay or a gap, so the daemon refuses to start until the operator upgrades or moves
+the file.  Decoding raises `CorruptCursorError` for every other bad input (not UTF-8,
+truncated, wrong types, absurd values) and nothing else, so the store can report the
+file and set it aside instead of crashing in a loop on it.
 
 duo_log_sync (DLS) checkpoints
 ------------------------------
@@ -44,14 +47,17 @@ re-sending the (usually one) record there rather than risking a loss:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias, TypeGuard
 
 import attrs
 
+from trio_dls import __version__
 from trio_dls.endpoints import Endpoint
+from trio_dls.errors import FatalError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -62,6 +68,7 @@ __all__ = [
     "CorruptCursorError",
     "Cursor",
     "DlsImport",
+    "NewerCursorError",
     "WindowCursor",
     "decode_cursor",
     "encode_cursor",
@@ -69,10 +76,12 @@ __all__ = [
     "initial_cursor",
     "parse_dls_checkpoint",
     "parse_dls_checkpoint_name",
+    "refuse_newer_cursor",
     "units_per_second",
 ]
 
 CURSOR_FORMAT_VERSION: Final = 1
+WRITTEN_BY: Final = f"trio-dls {__version__}"
 
 SECONDS_PER_DAY: Final = 86_400
 
@@ -90,6 +99,34 @@ _MAX_CHECKPOINT_BYTES: Final = 4 * 1024 * 1024
 
 class CorruptCursorError(ValueError):
     """Checkpoint bytes that do not hold a usable cursor for the expected endpoint."""
+
+
+# Long enough for any version string, short enough for one line of a message.
+_MAX_WRITTEN_BY: Final = 100
+
+
+class NewerCursorError(FatalError):
+    """Checkpoint bytes in a format newer than this release reads.
+
+    Fatal, not corrupt: setting the file aside would restart from an older position
+    (a replay), and the file is fine for the release that wrote it.
+    """
+
+    def __init__(self, version: int, written_by: str | None, where: str = "") -> None:
+        """Describe a cursor of format *version* by *written_by*, found at *where*."""
+        self.version = version
+        self.written_by = written_by
+        self.where = where
+        writer = written_by or "a newer trio-dls"
+        super().__init__(
+            f"{where or 'cursor'}: written by {writer} (cursor format {version}); "
+            f"this is {WRITTEN_BY} (format {CURSOR_FORMAT_VERSION}): upgrade "
+            "trio-dls or move the file away"
+        )
+
+    def at(self, where: str) -> NewerCursorError:
+        """Return the same error, naming the file it was found in."""
+        return NewerCursorError(self.version, self.written_by, where)
 
 
 def units_per_second(endpoint: Endpoint) -> int:
@@ -184,17 +221,25 @@ class AdminCursor:
 Cursor: TypeAlias = WindowCursor | AdminCursor
 
 
-def initial_cursor(endpoint: Endpoint, now: float, offset_days: int) -> Cursor:
+def initial_cursor(endpoint: Endpoint, now: float, offset_days: float) -> Cursor:
     """Return the cursor of a first start: ``offset_days`` before ``now`` (UTC epoch).
 
-    It is not clamped to Duo's 180 days: `trio_dls.paging.plan_request` clamps every
-    cursor against the time of the request, so this one needs no special case.
+    ``offset_days`` may have a fraction (1.5 is 36 hours), as DLS's
+    ``timedelta(days=offset)`` allows.  It is not clamped to Duo's 180 days:
+    `trio_dls.paging.plan_request` clamps every cursor against the time of the
+    request, so this one needs no special case.
     """
-    if type(offset_days) is not int or offset_days < 0:
-        msg = f"offset_days must be a non-negative integer, not {offset_days!r}"
+    if (
+        type(offset_days) not in {int, float}
+        or not math.isfinite(offset_days)
+        or offset_days < 0
+    ):
+        msg = f"offset_days must be a non-negative number, not {offset_days!r}"
         raise ValueError(msg)
     unit = units_per_second(endpoint)
-    mintime = max(0, math.floor(now * unit) - offset_days * SECONDS_PER_DAY * unit)
+    # Rounded to the unit: 0.1 days is 8640000.000000002 ms in floating point.
+    span = round(offset_days * SECONDS_PER_DAY * unit)
+    mintime = max(0, math.floor(now * unit) - span)
     if endpoint is Endpoint.ADMINACTION:
         return AdminCursor(mintime)
     return WindowCursor(mintime)
@@ -206,6 +251,7 @@ def encode_cursor(endpoint: Endpoint, cursor: Cursor) -> bytes:
     document: dict[str, object] = {
         "version": CURSOR_FORMAT_VERSION,
         "endpoint": endpoint.value,
+        "written_by": WRITTEN_BY,
     }
     if isinstance(cursor, AdminCursor):
         document |= {
@@ -223,6 +269,8 @@ def encode_cursor(endpoint: Endpoint, cursor: Cursor) -> bytes:
 
 
 _COMMON_KEYS: Final = frozenset({"version", "endpoint", "mintime"})
+# Keys a file may lack: trio-dls did not always write them.
+_OPTIONAL_KEYS: Final = frozenset({"written_by"})
 _WINDOW_KEYS: Final = _COMMON_KEYS | {"maxtime", "next_offset"}
 _ADMIN_KEYS: Final = _COMMON_KEYS | {"sent", "inclusive"}
 
@@ -230,12 +278,14 @@ _ADMIN_KEYS: Final = _COMMON_KEYS | {"sent", "inclusive"}
 def decode_cursor(endpoint: Endpoint, data: bytes) -> Cursor:
     """Return the cursor held by checkpoint bytes for ``endpoint``.
 
-    Raises `CorruptCursorError`, and only that, when the bytes are not exactly what
-    `encode_cursor` writes for this endpoint.
+    Raises `NewerCursorError` for a format newer than this release's, and otherwise
+    `CorruptCursorError`, and only that, when the bytes are not what `encode_cursor`
+    writes (or 0.1.0 wrote) for this endpoint.
     """
     document = _load_json(data)
     if not isinstance(document, dict):
         raise CorruptCursorError("a cursor must be a JSON object")
+    _refuse_newer(document)
     version = document.get("version")
     if version != CURSOR_FORMAT_VERSION or type(version) is not int:
         msg = f"unsupported cursor format version {version!r}"
@@ -244,8 +294,11 @@ def decode_cursor(endpoint: Endpoint, data: bytes) -> Cursor:
         msg = f"cursor is for {document.get('endpoint')!r}, not {endpoint.value!r}"
         raise CorruptCursorError(msg)
     keys = _ADMIN_KEYS if endpoint is Endpoint.ADMINACTION else _WINDOW_KEYS
-    if document.keys() != keys:
+    if document.keys() - _OPTIONAL_KEYS != keys:
         msg = f"cursor keys are {sorted(document)}, expected {sorted(keys)}"
+        raise CorruptCursorError(msg)
+    if "written_by" in document and not _is_written_by(document["written_by"]):
+        msg = f"written_by must be a short text, not {document['written_by']!r}"
         raise CorruptCursorError(msg)
     try:
         if endpoint is Endpoint.ADMINACTION:
@@ -266,6 +319,37 @@ def decode_cursor(endpoint: Endpoint, data: bytes) -> Cursor:
         # The classes' validators are the one definition of a valid cursor; their
         # complaints (and an unhashable item in "sent") become the store's error.
         raise CorruptCursorError(str(error)) from None
+
+
+def refuse_newer_cursor(data: bytes) -> None:
+    """Raise `NewerCursorError` if checkpoint bytes are in a newer format.
+
+    Anything else, corrupt bytes included, passes: this is the start-up check that
+    no file needs a newer release; `decode_cursor` judges the rest when it is used.
+    """
+    with contextlib.suppress(CorruptCursorError):
+        document = _load_json(data)
+        if isinstance(document, dict):
+            _refuse_newer(document)
+
+
+def _refuse_newer(document: dict[str, object]) -> None:
+    version = document.get("version")
+    if type(version) is int and version > CURSOR_FORMAT_VERSION:
+        # The rest of a newer format may mean anything: only its writer is read.
+        written_by = document.get("written_by")
+        raise NewerCursorError(
+            version, written_by if _is_written_by(written_by) else None
+        )
+
+
+def _is_written_by(value: object) -> TypeGuard[str]:
+    # Printable, because it is quoted in a one-line message.
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _MAX_WRITTEN_BY
+        and value.isprintable()
+    )
 
 
 def _check_kind(endpoint: Endpoint, cursor: Cursor) -> None:

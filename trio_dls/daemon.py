@@ -32,7 +32,9 @@ async def run_daemon(
     """Fetch from Duo and send to the servers of *config* until triggered."""
     checkpointing = config.dls_settings.checkpointing
     store = CheckpointStore(
-        Path(checkpointing.directory), enabled=checkpointing.enabled
+        Path(checkpointing.directory),
+        enabled=checkpointing.enabled,
+        offset_days=config.dls_settings.api.offset,
     )
     await store.prepare()
     limiter = trio.CapacityLimiter(THREADS)
