@@ -12,10 +12,12 @@ merely tolerate. The independent parser (a PyPI package) has its own module,
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
 import hypothesis
+import pytest
 from hypothesis import strategies as st
 
 from trio_dls.endpoints import Endpoint
@@ -477,3 +479,130 @@ def test_strict_parser_refuses_dls_unescaped_output() -> None:
         except ValueError:
             refused += 1
     assert refused == 4
+
+
+# --------------------------------------------------------------------------
+# Odd records: written repaired or forwarded, never an exception (issue 8)
+# --------------------------------------------------------------------------
+
+
+def _strict_json(text: str) -> object:
+    """Decode ``text`` as strict JSON: NaN and Infinity are refused."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_lone_surrogate_in_a_user_name_becomes_the_replacement_character() -> None:
+    """A lone surrogate (valid JSON, not UTF-8) is written as U+FFFD."""
+    record = copy.deepcopy(AUTH)
+    record["user"] = {"name": "narr\ud83doway"}
+    message = cef_message(record, Endpoint.AUTH).encode()
+    _, pairs = strict_parse(message.decode())
+    assert dict(pairs)["duser"] == "narr\ufffdoway"
+
+
+def test_lone_surrogates_in_the_header_and_in_json_values_are_replaced() -> None:
+    """Surrogates in a header field and inside a list written as JSON are replaced."""
+    record = copy.deepcopy(TRUSTMONITOR)
+    record["type"] = "auth\udc00"
+    record["priority_reasons"] = [{"label\ud800": "Germany\udfff"}]
+    message = cef_message(record, Endpoint.TRUSTMONITOR).encode()
+    header, pairs = strict_parse(message.decode())
+    assert header[5] == "auth\ufffd"
+    assert labelled(pairs)["priority_reasons"] == '[{"label\ufffd":"Germany\ufffd"}]'
+
+
+def test_an_integer_too_long_for_str_is_left_out() -> None:
+    """An integer of 5000 digits (str() refuses it) is left out; the rest stays."""
+    record = copy.deepcopy(TELEPHONY)
+    record["credits"] = 10**5000
+    _, pairs = strict_parse(cef_message(record, Endpoint.TELEPHONY))
+    fields = labelled(pairs)
+    assert "credits" not in fields
+    assert (fields["phone"], fields["rt"]) == ("+15035550100", "1795788400250")
+
+
+def test_nan_inside_a_json_valued_field_is_written_as_null() -> None:
+    """A NaN or infinity inside a list written as JSON becomes null: strict JSON."""
+    record = copy.deepcopy(TRUSTMONITOR)
+    record["priority_reasons"] = [{"score": float("nan")}, float("-inf"), 1.5]
+    _, pairs = strict_parse(cef_message(record, Endpoint.TRUSTMONITOR))
+    reasons = labelled(pairs)["priority_reasons"]
+    expected = [{"score": None}, None, 1.5]
+    assert expected == _strict_json(reasons)
+
+
+def test_nesting_too_deep_to_encode_is_cut() -> None:
+    """A list nested 5000 deep (json.dumps recurses out) is cut, and still JSON."""
+    nested: list[object] = []
+    innermost = nested
+    for _ in range(5000):
+        innermost.append([])
+        innermost = innermost[0]  # type: ignore[assignment]
+    record = copy.deepcopy(TRUSTMONITOR)
+    record["priority_reasons"] = nested
+    _, pairs = strict_parse(cef_message(record, Endpoint.TRUSTMONITOR))
+    fields = labelled(pairs)
+    reasons = fields["priority_reasons"]
+    assert reasons == "[" * 100 + "null" + "]" * 100
+    assert fields["externalId"] == "SEDOR9BP00L23C6YUH5"
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        {"timestamp": float("nan")},
+        {"timestamp": float("inf")},
+        {"timestamp": 1e300},
+        {"timestamp": -(10**15)},
+        {"isotimestamp": "0001-01-01T00:00:00+14:00"},
+    ],
+    ids=["nan", "inf", "1e300", "-1e15", "before-year-1"],
+)
+def test_an_impossible_event_time_leaves_rt_out(time: dict[str, object]) -> None:
+    """A time outside the years 1-9999, NaN or infinite is left out, as if missing."""
+    record = {k: v for k, v in AUTH.items() if k not in {"isotimestamp", "timestamp"}}
+    record.update(time)
+    _, pairs = strict_parse(cef_message(record, Endpoint.AUTH))
+    fields = dict(pairs)
+    assert "rt" not in fields
+    assert fields["duser"] == "narroway"
+
+
+def test_nulls_where_objects_are_expected_are_left_out() -> None:
+    """access_device, target and application.name null: those fields are left out."""
+    record = copy.deepcopy(ACTIVITY)
+    record.update(access_device=None, target=None)
+    record["application"]["name"] = None
+    _, pairs = strict_parse(cef_message(record, Endpoint.ACTIVITY))
+    expected = [
+        ("act", "admin_login"),
+        ("suser", "Ada Admin"),
+        ("rt", "1795788500500"),
+        ("outcome", "SUCCESS"),
+        ("cs2Label", "integration_type"),
+        ("cs2", "admin_panel"),
+    ]
+    assert expected == pairs
+
+
+def test_changed_types_are_forwarded() -> None:
+    """A string or list where an object was, an object where a string was: no error."""
+    record = copy.deepcopy(AUTH)
+    record.update(user="narroway", access_device=["203.0.113.7"], factor={"x": 1})
+    _, pairs = strict_parse(cef_message(record, Endpoint.AUTH))
+    fields = labelled(pairs)
+    assert "duser" not in fields
+    assert "dhost" not in fields
+    assert fields["factor"] == '{"x":1}'
+
+
+def test_a_64_kib_description_is_written_whole() -> None:
+    """A 64 KiB administrator description reaches msg whole; CEF has no limit."""
+    record = copy.deepcopy(ADMINACTION)
+    record["description"] = "a=b|\\\n" * (64 * 1024 // 6)
+    _, pairs = strict_parse(cef_message(record, Endpoint.ADMINACTION))
+    assert dict(pairs)["msg"] == record["description"]

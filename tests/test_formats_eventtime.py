@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import hypothesis
+import pytest
 from hypothesis import strategies as st
 
 from trio_dls.endpoints import Endpoint
@@ -70,3 +71,41 @@ def test_iso_round_trip(time_ms: int) -> None:
     moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
     text = f"{moment:%Y-%m-%dT%H:%M:%S}.{ms:03d}000+00:00"
     assert time_ms == iso_to_epoch_ms(text)
+
+
+@pytest.mark.parametrize(
+    ("record", "endpoint"),
+    [
+        ({"timestamp": float("nan")}, Endpoint.AUTH),
+        ({"timestamp": float("inf")}, Endpoint.ADMINACTION),
+        ({"timestamp": float("-inf")}, Endpoint.TELEPHONY),
+        ({"timestamp": 1e300}, Endpoint.AUTH),
+        ({"timestamp": 10**20}, Endpoint.ACTIVITY),
+        ({"timestamp": -(10**15)}, Endpoint.AUTH),
+        ({"timestamp": 10**5000}, Endpoint.ADMINACTION),
+        ({"surfaced_timestamp": 10**30}, Endpoint.TRUSTMONITOR),
+        ({"surfaced_timestamp": -62135596800001}, Endpoint.TRUSTMONITOR),
+        ({"isotimestamp": "0001-01-01T00:00:00+14:00"}, Endpoint.AUTH),
+        ({"ts": "9999-12-31T23:59:59-14:00"}, Endpoint.ACTIVITY),
+    ],
+)
+def test_impossible_times_are_none(
+    record: dict[str, object], endpoint: Endpoint
+) -> None:
+    """A time outside the years 1-9999 UTC, NaN or infinite is None, not an error."""
+    assert event_time_ms(record, endpoint) is None
+
+
+def test_the_first_and_last_possible_milliseconds_are_times() -> None:
+    """0001-01-01 00:00:00.000 and 9999-12-31 23:59:59.999 UTC are kept."""
+    first, last = -62135596800000, 253402300799999
+    assert [first, last] == [
+        event_time_ms({"surfaced_timestamp": t}, Endpoint.TRUSTMONITOR)
+        for t in (first, last)
+    ]
+
+
+def test_an_impossible_isotimestamp_gives_way_to_timestamp() -> None:
+    """An isotimestamp whose offset leaves the years 1-9999 falls back to timestamp."""
+    record = {"isotimestamp": "0001-01-01T00:00:00+14:00", "timestamp": 1795788189}
+    assert event_time_ms(record, Endpoint.AUTH) == 1795788189000

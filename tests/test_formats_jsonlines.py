@@ -70,3 +70,67 @@ def test_any_record_is_one_ascii_line_that_decodes_back(
     assert b"\r" not in message
     assert message.isascii()
     assert record == json.loads(message)
+
+
+# --------------------------------------------------------------------------
+# Odd records: written repaired or forwarded, never an exception (issue 8)
+# --------------------------------------------------------------------------
+
+
+def strict_loads(message: bytes) -> object:
+    """Decode ``message`` as strict JSON: NaN and Infinity are refused."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(message, parse_constant=refuse)
+
+
+def test_nan_and_infinities_are_written_as_null() -> None:
+    """json.dumps would write NaN and Infinity, which are not JSON: they are null."""
+    record = {"txid": "t1", "score": float("nan"), "more": [float("inf"), -1e999]}
+    expected = b'{"txid": "t1", "score": null, "more": [null, null]}'
+    actual = json_message(record)
+    assert expected == actual
+    decoded = {"txid": "t1", "score": None, "more": [None, None]}
+    assert decoded == strict_loads(actual)
+
+
+def test_an_integer_too_long_for_str_is_written_as_null() -> None:
+    """An integer of 5000 digits (json.dumps refuses it) is null; the rest stays."""
+    record = {"txid": "t1", "count": 10**5000, "ok": 12}
+    expected = b'{"txid": "t1", "count": null, "ok": 12}'
+    assert expected == json_message(record)
+
+
+def test_nesting_too_deep_to_encode_is_cut() -> None:
+    """A list nested 5000 deep (json.dumps recurses out) is cut at 100 levels."""
+    nested: list[object] = []
+    innermost = nested
+    for _ in range(5000):
+        innermost.append([])
+        innermost = innermost[0]  # type: ignore[assignment]
+    record = {"txid": "t1", "deep": nested}
+    expected = b'{"txid": "t1", "deep": ' + b"[" * 99 + b"null" + b"]" * 99 + b"}"
+    assert expected == json_message(record)
+
+
+def test_a_lone_surrogate_stays_an_escape() -> None:
+    r"""A lone surrogate is JSON's \ud83d again, as Duo sent it: nothing to repair."""
+    record = {"user": {"name": "narr\ud83doway"}, "k\udc00": 1}
+    expected = b'{"user": {"name": "narr\\ud83doway"}, "k\\udc00": 1}'
+    assert expected == json_message(record)
+    assert record == strict_loads(expected)
+
+
+def test_nulls_large_fields_and_changed_types_are_forwarded_as_received() -> None:
+    """Nulls for objects, a 64 KiB field and odd types reach the JSON unchanged."""
+    record = {
+        "access_device": None,
+        "application": {"name": None},
+        "target": None,
+        "user": ["narroway"],
+        "description": "\u00fc" * (64 * 1024),
+        "timestamp": "yesterday",
+    }
+    assert record == strict_loads(json_message(record))

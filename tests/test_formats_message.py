@@ -132,3 +132,82 @@ def test_enum_values_are_lower_case() -> None:
     """Config matches these names case-insensitively against lower-case values."""
     values = [*LogFormat, *SyslogHeader]
     assert [v.lower() for v in values] == [v.value for v in values]
+
+
+# --------------------------------------------------------------------------
+# Odd records: written repaired, never an exception (issue 8)
+# --------------------------------------------------------------------------
+
+AUTH_RECORD = {
+    "txid": "340a23e3-23f3-4e3f-9a4c-f1a3c0d1b2e3",
+    "isotimestamp": "2026-11-27T14:03:09.417823+00:00",
+    "timestamp": 1795788189,
+    "result": "success",
+    "user": {"name": "narroway"},
+    "eventtype": "authentication",
+}
+# 2026-11-08 07:03:09 UTC: the time of receipt in these tests.
+RECEIVED_MS = 1794121389000
+
+
+def test_a_lone_surrogate_in_a_user_name_is_sent_as_cef() -> None:
+    """Issue 8's record: a lone surrogate in user.name no longer raises in CEF."""
+    record = {**AUTH_RECORD, "user": {"name": "narr\ud83doway"}}
+    actual = format_message(
+        record,
+        Endpoint.AUTH,
+        settings(LogFormat.CEF, SyslogHeader.NONE),
+        fallback_time_ms=RECEIVED_MS,
+    )
+    assert actual.decode().endswith(" duser=narr\ufffdoway")
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        {"timestamp": float("nan")},
+        {"timestamp": float("inf")},
+        {"timestamp": 1e300},
+        {"timestamp": 10**20},
+        {"timestamp": -(10**15)},
+        {"isotimestamp": "0001-01-01T00:00:00+14:00"},
+    ],
+    ids=["nan", "inf", "1e300", "1e20", "-1e15", "before-year-1"],
+)
+@pytest.mark.parametrize(
+    ("log_format", "header", "start"),
+    [
+        (
+            LogFormat.JSON,
+            SyslogHeader.RFC5424,
+            b"<14>1 2026-11-08T07:03:09.000Z relay-01 trio-dls - auth - {",
+        ),
+        (
+            LogFormat.JSON,
+            SyslogHeader.RFC3164,
+            b"<14>Nov  8 07:03:09 relay-01 trio-dls: {",
+        ),
+        (LogFormat.CEF, SyslogHeader.NONE, b"Nov 08 07:03:09 relay-01 CEF:0|"),
+        (
+            LogFormat.CEF,
+            SyslogHeader.RFC5424,
+            b"<14>1 2026-11-08T07:03:09.000Z relay-01 trio-dls - auth - CEF:0|",
+        ),
+    ],
+    ids=["json-rfc5424", "json-rfc3164", "cef-dls-prefix", "cef-rfc5424"],
+)
+def test_an_impossible_event_time_is_stamped_with_the_receive_time(
+    time: dict[str, object], log_format: LogFormat, header: SyslogHeader, start: bytes
+) -> None:
+    """An event time no header can write gives way to the fallback (receive) time."""
+    record = {
+        k: v for k, v in AUTH_RECORD.items() if k not in {"isotimestamp", "timestamp"}
+    }
+    actual = format_message(
+        {**record, **time},
+        Endpoint.AUTH,
+        settings(log_format, header),
+        fallback_time_ms=RECEIVED_MS,
+    )
+    assert actual.startswith(start)
+    assert b" rt=" not in actual

@@ -73,3 +73,10 @@ def test_bad_msgid_is_refused() -> None:
     """An RFC 5424 MSGID over 32 characters raises ValueError."""
     with pytest.raises(ValueError, match="MSGID"):
         rfc5424_header(time_ms=0, hostname="relay-01", msgid="m" * 33)
+
+
+def test_rfc5424_year_before_1000_has_four_digits() -> None:
+    """RFC 5424's FULLDATE has four year digits, also for year 5 (strftime: "5")."""
+    expected = "<14>1 0005-04-19T09:46:40.000Z relay-01 trio-dls - auth - "
+    actual = rfc5424_header(time_ms=-62000000000000, hostname="relay-01", msgid="auth")
+    assert expected == actual

@@ -3,22 +3,32 @@
 One module per concern: ``jsonlines`` (JSON as duo_log_sync writes it),
 ``cef`` (CEF with duo_log_sync's field names, escaped), ``syslog`` (the
 optional RFC 5424 / RFC 3164 header and duo_log_sync's CEF prefix),
-``eventtime`` (each endpoint's event time as UTC epoch milliseconds) and
-``message`` (the composition a sender calls). Everything here is pure: no
-I/O, no clock, no trio. Framing the messages for a stream or a datagram is
-``trio_dls.framing``.
+``eventtime`` (each endpoint's event time as UTC epoch milliseconds),
+``repair`` (what is written instead of a value no format can write as
+received) and ``message`` (the composition a sender calls). Everything here
+is pure: no I/O, no clock, no trio. Framing the messages for a stream or a
+datagram is ``trio_dls.framing``.
 """
 
 from __future__ import annotations
 
-from trio_dls.formats.message import LogFormat, MessageSettings, format_message
+from trio_dls.formats.message import (
+    LogFormat,
+    MessageSettings,
+    format_message,
+    render_message,
+)
+from trio_dls.formats.repair import Rendered, describe_record
 from trio_dls.formats.syslog import Facility, Severity, SyslogHeader
 
 __all__ = [
     "Facility",
     "LogFormat",
     "MessageSettings",
+    "Rendered",
     "Severity",
     "SyslogHeader",
+    "describe_record",
     "format_message",
+    "render_message",
 ]

@@ -32,6 +32,16 @@ duo_log_sync got wrong:
 The ``csN`` numbers are fixed per endpoint, never renumbered when a value is
 missing, so ``cs3`` always means the same field for a given signature.
 
+Whatever a value holds, the message is written (``render_cef``), repaired
+where it could not be as received (``trio_dls.formats.repair``): a lone
+surrogate becomes U+FFFD (the message is UTF-8, which cannot encode one); an
+integer too long for ``str()`` or an impossible event time is left out, as a
+missing value is; and inside a list or object written as JSON, ``NaN``,
+infinities, too-long integers and too-deep nesting become null. A value of an
+unexpected type (a string where an object was, an object where a string was)
+needs no repair: a path through it finds nothing, and an object or list in a
+field is written as JSON.
+
 This module only formats text: the duo_log_sync prefix or a syslog header in
 front, the encoding and the framing belong to the callers.
 """
@@ -45,7 +55,14 @@ import attrs
 
 from trio_dls import __version__
 from trio_dls.endpoints import EVENTTYPES, Endpoint
-from trio_dls.formats.eventtime import Record, event_time_ms
+from trio_dls.formats.eventtime import Record, event_time_ms, read_event_time
+from trio_dls.formats.repair import (
+    Rendered,
+    describe_value,
+    has_surrogates,
+    json_safe,
+    replace_surrogates,
+)
 
 DEVICE_VENDOR = "Duo Security"
 #: Kept from duo_log_sync: SIEM parsers select Duo events by vendor and product.
@@ -83,22 +100,45 @@ def escape_extension_value(text: str) -> str:
     return text.translate(_VALUE_ESCAPES)
 
 
-def _text(value: object) -> str | None:
-    """Return the CEF text of a record value, or None when there is none."""
+def _json_text(value: object, where: str, repairs: list[str]) -> str:
+    # Lists and objects (Trust Monitor reasons, activity details) as compact
+    # JSON: unambiguous, and a SIEM can decode it again, so it must be JSON.
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (ValueError, TypeError, RecursionError):
+        pass
+    safe = json_safe(value, (where,), repairs)
+    return json.dumps(safe, separators=(",", ":"), ensure_ascii=False)
+
+
+def _text(value: object, where: str, repairs: list[str]) -> str | None:
+    """Return the CEF text of a record value, or None when there is none.
+
+    ``where`` names the value (its CEF key) in what is appended to
+    ``repairs`` if the value cannot be written as received.
+    """
     match value:
         case None | "":
             return None
         case str():
-            return value
+            text = value
         case bool():
             # JSON's spelling, not Python's "True" that duo_log_sync wrote.
             return "true" if value else "false"
         case int() | float():
-            return str(value)
+            try:
+                return str(value)
+            except ValueError:
+                repairs.append(f"{describe_value(value)} in {where} left out")
+                return None
         case _:
-            # Lists and objects (Trust Monitor reasons, activity details) as
-            # compact JSON: unambiguous, and a SIEM can decode it again.
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            text = _json_text(value, where, repairs)
+    if has_surrogates(text):
+        repairs.append(f"lone surrogates in {where} replaced by U+FFFD")
+        return replace_surrogates(text)
+    return text
 
 
 def _get(record: Record, *path: str) -> object:
@@ -268,11 +308,10 @@ MAPPINGS: Mapping[Endpoint, EndpointMapping] = {
 }
 
 
-def cef_extension(record: Record, fields: tuple[Field, ...]) -> str:
-    """Return the escaped ``key=value`` pairs of ``fields`` that have a value."""
+def _extension(record: Record, fields: tuple[Field, ...], repairs: list[str]) -> str:
     pairs: list[str] = []
     for field in fields:
-        text = _text(field.value(record))
+        text = _text(field.value(record), field.key, repairs)
         if text is None:
             continue
         if field.label is not None:
@@ -281,19 +320,31 @@ def cef_extension(record: Record, fields: tuple[Field, ...]) -> str:
     return " ".join(pairs)
 
 
-def cef_message(
-    record: Record, endpoint: Endpoint, *, device_version: str = DEVICE_VERSION
-) -> str:
-    """Return ``record`` of ``endpoint`` as one CEF message, without any prefix.
+def cef_extension(record: Record, fields: tuple[Field, ...]) -> str:
+    """Return the escaped ``key=value`` pairs of ``fields`` that have a value."""
+    return _extension(record, fields, [])
 
-    The result never contains a raw CR or LF, and never mutates ``record``.
+
+def render_cef(
+    record: Record, endpoint: Endpoint, *, device_version: str = DEVICE_VERSION
+) -> Rendered:
+    """Return ``record`` of ``endpoint`` as one UTF-8 CEF message, and repairs.
+
+    There is no prefix. The message never contains a raw CR or LF, and
+    ``record`` is never mutated. It never raises for a record decoded from
+    JSON: what cannot be written as received is repaired and the repairs say
+    so, in order, each once.
     """
+    repairs: list[str] = []
     mapping = MAPPINGS[endpoint]
     # A blank header field makes common parsers reject the whole line, so a
     # record without its signature falls back to the endpoint's name, and a
     # record without a name to its signature id.
-    signature_id = _text(mapping.signature_id(record)) or endpoint.value
-    name = _text(mapping.name(record)) or signature_id
+    signature_id = (
+        _text(mapping.signature_id(record), "the signature id", repairs)
+        or endpoint.value
+    )
+    name = _text(mapping.name(record), "the name", repairs) or signature_id
     header = (
         "CEF:0",
         escape_header_field(DEVICE_VENDOR),
@@ -303,4 +354,21 @@ def cef_message(
         escape_header_field(name),
         SEVERITY,
     )
-    return "|".join(header) + "|" + cef_extension(record, mapping.fields)
+    extension = _extension(record, mapping.fields, repairs)
+    # rt comes from the event time; an impossible one was left out.
+    problem = read_event_time(record, endpoint).problem
+    if problem is not None:
+        repairs.append(problem)
+    text = "|".join(header) + "|" + extension
+    return Rendered(text.encode(), tuple(dict.fromkeys(repairs)))
+
+
+def cef_message(
+    record: Record, endpoint: Endpoint, *, device_version: str = DEVICE_VERSION
+) -> str:
+    """Return ``record`` of ``endpoint`` as one CEF message, without any prefix.
+
+    The result never contains a raw CR or LF or a surrogate, and never
+    mutates ``record``; ``render_cef`` also says what had to be repaired.
+    """
+    return render_cef(record, endpoint, device_version=device_version).data.decode()

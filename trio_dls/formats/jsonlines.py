@@ -13,6 +13,13 @@ never contains a raw newline.
 
 The record is the already-enriched one (``eventtype``/``host`` from the Duo
 client helpers, ``child_account_id`` for an MSP child); it is only read.
+
+Where duo_log_sync's output would not be JSON, or ``json.dumps`` would raise,
+the record is written repaired (``trio_dls.formats.repair``): ``NaN`` and
+infinities, which ``json.dumps`` writes as the non-JSON ``NaN`` and
+``Infinity``, become null, and so do integers too long for ``str()`` and
+nesting too deep to encode. A lone surrogate needs no repair: ``ensure_ascii``
+writes it as a ``\udXXX`` escape, which is JSON, just as Duo sent it.
 """
 
 from __future__ import annotations
@@ -20,10 +27,25 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from trio_dls.formats.repair import Rendered, json_safe
+
 if TYPE_CHECKING:
     from trio_dls.formats.eventtime import Record
 
 
+def render_json(record: Record) -> Rendered:
+    """Return ``record`` as one line of JSON, without the line ending, and repairs."""
+    try:
+        # allow_nan=False changes nothing for finite numbers; it makes NaN
+        # raise here instead of reaching a SIEM as invalid JSON.
+        return Rendered(json.dumps(record, allow_nan=False).encode("ascii"))
+    except (ValueError, TypeError, RecursionError):
+        pass
+    repairs: list[str] = []
+    safe = json_safe(record, ("$",), repairs)
+    return Rendered(json.dumps(safe, allow_nan=False).encode("ascii"), tuple(repairs))
+
+
 def json_message(record: Record) -> bytes:
     """Return ``record`` as one line of JSON, without the line ending."""
-    return json.dumps(record).encode("ascii")
+    return render_json(record).data

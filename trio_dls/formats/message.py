@@ -7,6 +7,11 @@ applies them to one record and returns the bytes of one message, ready for
 settings (the I/O side resolves it once at start-up), and the only time it
 uses is the record's own event time, or the caller's ``fallback_time_ms`` for
 a record that has none.
+
+``render_message`` never raises for a record decoded from JSON, whatever its
+values: what cannot be written as received is repaired, and the result says
+what was (``trio_dls.formats.repair``), for the sender to log and count. An
+ordinary record's bytes are the same as if no repair existed.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from trio_dls.formats.cef import DEVICE_VERSION, cef_message
-from trio_dls.formats.eventtime import Record, event_time_ms
-from trio_dls.formats.jsonlines import json_message
+from trio_dls.formats.cef import DEVICE_VERSION, render_cef
+from trio_dls.formats.eventtime import Record, read_event_time
+from trio_dls.formats.jsonlines import render_json
+from trio_dls.formats.repair import Rendered
 from trio_dls.formats.syslog import (
     DEFAULT_FACILITY,
     DEFAULT_SEVERITY,
@@ -63,31 +69,30 @@ class MessageSettings:
     device_version: str = DEVICE_VERSION
 
 
-def format_message(
+def render_message(
     record: Record,
     endpoint: Endpoint,
     settings: MessageSettings,
     *,
     fallback_time_ms: int,
-) -> bytes:
-    """Return ``record`` of ``endpoint`` as one message (no framing) per ``settings``.
+) -> Rendered:
+    """Return ``record`` of ``endpoint`` as one message (no framing), and repairs.
 
     The header time is the record's event time (see ``trio_dls.formats.syslog``
     for why); ``fallback_time_ms``, normally the time of sending, is used only
-    for a record whose event time is missing or malformed. With no syslog
-    header, CEF keeps duo_log_sync's ``Mmm dd HH:MM:SS <hostname>`` prefix and
-    JSON has none, as in duo_log_sync. An RFC 5424 header's MSGID is the
-    endpoint name, so a receiver can route on it. The message is UTF-8 and
-    never contains a raw LF.
+    for a record whose event time is missing, malformed or impossible. With no
+    syslog header, CEF keeps duo_log_sync's ``Mmm dd HH:MM:SS <hostname>``
+    prefix and JSON has none, as in duo_log_sync. An RFC 5424 header's MSGID
+    is the endpoint name, so a receiver can route on it. The message is UTF-8
+    and never contains a raw LF. The repairs are empty for an ordinary record.
     """
     if settings.log_format is LogFormat.CEF:
-        body = cef_message(
-            record, endpoint, device_version=settings.device_version
-        ).encode()
+        body = render_cef(record, endpoint, device_version=settings.device_version)
     else:
-        body = json_message(record)
-    found = event_time_ms(record, endpoint)
-    time_ms = fallback_time_ms if found is None else found
+        body = render_json(record)
+    repairs = list(body.repairs)
+    event_time = read_event_time(record, endpoint)
+    time_ms = fallback_time_ms if event_time.ms is None else event_time.ms
     match settings.syslog_header:
         case SyslogHeader.NONE if settings.log_format is LogFormat.CEF:
             header = dls_prefix(time_ms=time_ms, hostname=settings.hostname)
@@ -108,4 +113,23 @@ def format_message(
                 facility=settings.facility,
                 severity=settings.severity,
             )
-    return header.encode("ascii") + body
+    # JSON without a header never reads the time, so nothing was repaired.
+    if header and event_time.problem is not None:
+        repairs.append(event_time.problem)
+    return Rendered(header.encode("ascii") + body.data, tuple(dict.fromkeys(repairs)))
+
+
+def format_message(
+    record: Record,
+    endpoint: Endpoint,
+    settings: MessageSettings,
+    *,
+    fallback_time_ms: int,
+) -> bytes:
+    """Return ``record`` of ``endpoint`` as one message (no framing) per ``settings``.
+
+    This is ``render_message`` without the repairs; see there.
+    """
+    return render_message(
+        record, endpoint, settings, fallback_time_ms=fallback_time_ms
+    ).data

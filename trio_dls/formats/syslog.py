@@ -133,6 +133,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 def _utc(time_ms: int) -> dt.datetime:
     # Integer arithmetic: a float of seconds could round 59.9995 up a second.
+    # A time outside datetime's years 1 to 9999 raises OverflowError: the
+    # formats never pass one from a record (see trio_dls.formats.eventtime).
     return _EPOCH + dt.timedelta(milliseconds=time_ms)
 
 
@@ -155,7 +157,9 @@ def rfc5424_header(
     if _MSGID.fullmatch(msgid) is None:
         raise ValueError(f"MSGID {msgid!r} must be 1-32 printable ASCII characters")
     moment = _utc(time_ms)
-    stamp = f"{moment:%Y-%m-%dT%H:%M:%S}.{time_ms % 1000:03d}Z"
+    # RFC 5424 FULLDATE has four year digits; strftime's %Y has no padding on
+    # glibc, so a year before 1000 would come out short.
+    stamp = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{time_ms % 1000:03d}Z"
     pri = priority(facility, severity)
     return f"<{pri}>1 {stamp} {hostname} {app_name} - {msgid} - "
 
