@@ -11,6 +11,7 @@ compares what was delivered with what the fake reports holding.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import random
 import time
@@ -57,15 +58,21 @@ def config_for(
     *,
     msp: bool = False,
     block: tuple[str, ...] = (),
-    offset: int = 3,
+    offset: float | None = 3,
+    timeout: float | None = 120,
 ) -> Config:
-    """A config fetching *endpoints* to one server, cursors in tmp_path."""
+    """A config fetching *endpoints* to one server, cursors in tmp_path.
+
+    An *offset* or *timeout* of None leaves its key out, for the default.
+    """
     names = ", ".join(e.value for e in endpoints)
+    api = {"offset": offset, "timeout": timeout}
+    settings = ", ".join(f"{k}: {v}" for k, v in api.items() if v is not None)
+    api_line = f"  api: {{{settings}}}\n" if settings else ""
     text = f"""\
 version: '1.0.0'
 dls_settings:
-  api: {{offset: {offset}, timeout: 120}}
-  checkpointing: {{directory: {tmp_path / "state"}}}
+{api_line}  checkpointing: {{directory: {tmp_path / "state"}}}
 servers:
   - {{id: siem, hostname: 127.0.0.1, port: 9000, protocol: TCP}}
 account:
@@ -194,11 +201,23 @@ class Daemon:
             discover_accounts=AccountDiscovery(InProcessDuo(self.app)),
         )
 
-    async def run_until_complete(self, expected: Callable[[], list[Key]]) -> None:
-        """Run until the recorder holds every expected record, then stop."""
+    async def run_until_complete(
+        self, expected: Callable[[], list[Key]], *, or_duplicate: bool = False
+    ) -> None:
+        """Run until the recorder holds every expected record, then stop.
+
+        With *or_duplicate*, stop at the first record delivered twice as well,
+        so that a daemon sending one page again and again fails at once.
+        """
+
+        def done() -> bool:
+            records = self.recorder.records
+            if or_duplicate and len(set(records)) < len(records):
+                return True
+            return set(expected()) <= set(records)
 
         async def complete() -> None:
-            while not set(expected()) <= set(self.recorder.records):
+            while not done():
                 await self.recorder.changed.wait()
 
         with trio.fail_after(PATIENCE):
@@ -477,3 +496,176 @@ async def test_a_first_start_180_days_back_warns_of_nothing(
     daemon = Daemon(app, config_for(tmp_path, endpoints, offset=180))
     await daemon.run_until_complete(lambda: held(app, endpoints))
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+# Issue 8: DLS's default settings. ------------------------------------------------
+
+HOUR = 3_600.0
+RESTART = 60.0  # seconds from a stop to the restart's first request
+# A backlog of several pages per endpoint (1000 a page, 500 for trust monitor)
+# spread over four days: a first start 180 days back opens one window over
+# all of it and pages through it while the retention floor moves on.
+# The administrator log's second of more than 1000 events, which Duo cannot
+# page through and the fetcher rightly warns of, is left out: no warning is due.
+OVER_DAYS = DatasetSpec(
+    seed=29,
+    span=4 * DAY,
+    end_before=600,
+    admin_burst=0,
+    counts={
+        Endpoint.AUTH: 3600,
+        Endpoint.ADMINACTION: 2600,
+        Endpoint.TELEPHONY: 2300,
+        Endpoint.ACTIVITY: 2800,
+        Endpoint.TRUSTMONITOR: 1700,
+    },
+)
+PAGE = {e: 500 if e is Endpoint.TRUSTMONITOR else 1000 for e in Endpoint}
+
+
+def defaults_config(tmp_path: Path, endpoints: list[Endpoint]) -> Config:
+    """A config with no ``api`` settings at all, so that DLS's defaults apply."""
+    config = config_for(tmp_path, endpoints, offset=None, timeout=None)
+    assert config.dls_settings.api.offset == 180.0
+    assert config.dls_settings.api.timeout == 120.0
+    return config
+
+
+def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The messages logged at WARNING or above."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def spread(app: FakeDuoApp, endpoint: Endpoint) -> float:
+    """Seconds between the oldest and the newest record held for *endpoint*."""
+    records = app.held_records(endpoint)
+    return (records[-1].ts_ms - records[0].ts_ms) / 1000
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
+async def test_a_backlog_over_days_arrives_once_under_the_defaults(
+    endpoint: Endpoint,
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With offset 180 and timeout 120, pages of records over days arrive once."""
+    del autojump_clock
+    app = make_app(OVER_DAYS)
+    daemon = Daemon(app, defaults_config(tmp_path, [endpoint]))
+    await daemon.run_until_complete(lambda: held(app, [endpoint]), or_duplicate=True)
+    assert len(held(app, [endpoint])) > 2 * PAGE[endpoint]
+    assert spread(app, endpoint) > 3 * DAY
+    assert_exactly_once(daemon.recorder.records, held(app, [endpoint]))
+    assert warnings_in(caplog) == []
+
+
+async def test_a_backlog_paged_for_hours_arrives_once_under_the_defaults(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Paged under a rate limit for hours, as the floor moves on, it arrives once.
+
+    Duo allows a request every two minutes here and pages hold 100 records,
+    so the first window, opened at the retention floor, is paged for more
+    than an hour while the floor moves on by as much.
+    """
+    del autojump_clock
+    app = make_app(OVER_DAYS, faults=Faults(rate_limit=0.5, rate_burst=1, seed=6))
+    endpoints = list(Endpoint)
+    config = defaults_config(tmp_path, endpoints)
+    daemon = Daemon(app, config, limits=Limits(page_size=100))
+    # The data set is not live: what is held is known from the start.
+    expected = held(app, endpoints)
+    await daemon.run_until_complete(lambda: expected, or_duplicate=True)
+    assert_exactly_once(daemon.recorder.records, expected)
+    assert trio.current_time() > HOUR
+    assert warnings_in(caplog) == []
+
+
+async def test_clean_stops_under_the_defaults_send_no_duplicate(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Stopped gracefully mid-backlog with offset 180, restarts send nothing twice.
+
+    Each restart takes a minute, so the retention floor has moved on past
+    where the saved windows began.
+    """
+    del autojump_clock
+    app = make_app(OVER_DAYS)
+    endpoints = list(Endpoint)
+    config = defaults_config(tmp_path, endpoints)
+    recorder = Recorder()
+    partial = []
+    for _ in range(2):
+
+        async def stop_after_a_page() -> None:
+            target = recorder.pages + 1
+            while recorder.pages < target:
+                await recorder.changed.wait()
+
+        with trio.fail_after(PATIENCE):
+            await Daemon(app, config, recorder).run(stop_after_a_page)
+        partial.append(len(recorder.records))
+        await trio.sleep(RESTART)
+    assert partial[0] < partial[1] < len(held(app, endpoints))
+    await Daemon(app, config, recorder).run_until_complete(
+        lambda: held(app, endpoints), or_duplicate=True
+    )
+    assert_exactly_once(recorder.records, held(app, endpoints))
+    assert warnings_in(caplog) == []
+
+
+def extra_copies(delivered: list[Key]) -> collections.Counter[Endpoint]:
+    """How many copies beyond the first each endpoint's records arrived in."""
+    return collections.Counter(
+        key[1]
+        for key, n in collections.Counter(delivered).items()
+        for _ in range(n - 1)
+    )
+
+
+async def test_abrupt_kills_under_the_defaults_lose_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Killed without grace mid-backlog with offset 180, restarts lose nothing.
+
+    Each restart takes a minute, as in the clean-stop test.  Duplicates are
+    allowed, at most one page per endpoint per kill; the last run also ends
+    once that bound is broken, so that a daemon re-sending pages fails at once.
+    """
+    del autojump_clock
+    app = make_app(OVER_DAYS)
+    endpoints = list(Endpoint)
+    config = defaults_config(tmp_path, endpoints)
+    recorder = Recorder()
+    rng = random.Random(8)
+    kills = 4
+    for _ in range(kills):
+        with trio.CancelScope() as kill:
+            recorder.kill = kill
+            recorder.kill_at = recorder.pages + rng.randint(1, 3)
+            recorder.kill_before_ack = rng.random() < 0.5
+            await Daemon(app, config, recorder).run(trio.sleep_forever)
+        assert kill.cancelled_caught
+        await trio.sleep(RESTART)
+    recorder.kill = None
+    expected = held(app, endpoints)
+    assert len(set(recorder.records)) < len(expected)  # killed mid-way
+
+    def bound_broken() -> bool:
+        extra = extra_copies(recorder.records)
+        return any(extra[e] > kills * PAGE[e] for e in endpoints)
+
+    async def complete_or_bound_broken() -> None:
+        while not (set(expected) <= set(recorder.records) or bound_broken()):
+            await recorder.changed.wait()
+
+    with trio.fail_after(PATIENCE):
+        await Daemon(app, config, recorder).run(complete_or_bound_broken)
+    for endpoint, extra in extra_copies(recorder.records).items():
+        assert extra <= kills * PAGE[endpoint], endpoint
+    assert set(expected) == set(recorder.records)
