@@ -157,3 +157,21 @@ async def test_a_clock_ahead_of_duos_is_reported_once(
     said = [r.getMessage() for r in caplog.records if "Duo's" in r.getMessage()]
     assert len(said) == 1
     assert said[0].startswith("this host's clock is 90 s ahead of Duo's")
+
+
+async def test_polls_that_bring_a_few_records_log_nothing(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once caught up, live records arriving every poll are no "backlog" to log."""
+    del autojump_clock
+    caplog.set_level(logging.INFO)
+    endpoints = list(Endpoint)
+    daemon = SkewedDaemon(live_app(), config_for(tmp_path, endpoints))
+    await run_for(daemon, 3 * HOUR)
+    backlog = [r for r in caplog.records if "fetching a backlog" in r.getMessage()]
+    caught_up = [r for r in caplog.records if "caught up" in r.getMessage()]
+    # One of each per endpoint, for the day of backlog at the start.
+    assert len(backlog) <= len(endpoints)
+    assert len(caught_up) == len(endpoints)

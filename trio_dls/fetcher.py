@@ -236,6 +236,10 @@ class Fetching:
             # the cursor that carries their decision is saved, not at each retry.
             for warning in step.warnings:
                 log.warning("%s: %s", run.status.name, warning)
+            if not step.caught_up:
+                # Only more pages to come make a backlog: the one page of new
+                # records a poll brings is not worth two log lines.
+                run.status.enter("busy", logging.INFO, "fetching a backlog")
             if step.records:
                 await run.deliver(step.records, self.host)
             if step.settled or cursor is not None:
@@ -322,7 +326,6 @@ class _Run:
     async def deliver(self, records: tuple[dict[str, Any], ...], host: str) -> None:
         """Enrich *records* as DLS did and hand them to every mapped sender."""
         context = self.context
-        self.status.enter("busy", logging.INFO, "fetching a backlog")
         eventtype = EVENTTYPES[context.endpoint]
         child = context.account.account_id
         page = tuple(enrich(record, eventtype, host, child) for record in records)
