@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 import trio
 
-from trio_dls import __version__, demo, logs
+from trio_dls import __version__, logs
 from trio_dls.config import Config, ConfigError, Protocol, load_config, warnings_for
 from trio_dls.cursors import NewerCursorError
 from trio_dls.daemon import run_daemon
@@ -126,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "demo":
         options = _demo_parser().parse_args(args[1:])
+        # The fake Duo API (and trustme, cryptography) is for the demo only:
+        # the daemon and check never load it.
+        from trio_dls import demo  # noqa: PLC0415
+
         return demo.main(
             sys.stdout,
             seconds=options.seconds,
