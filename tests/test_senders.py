@@ -35,6 +35,8 @@ from tests.rsyslog_fixtures import (
     sender,
     txids,
 )
+from tests.test_transports import refusing_connection
+from trio_dls import senders
 from trio_dls.config import DatagramSize, Protocol, Server
 from trio_dls.endpoints import Endpoint
 from trio_dls.errors import FatalError
@@ -42,8 +44,10 @@ from trio_dls.formats import LogFormat, MessageSettings, format_message
 from trio_dls.framing import DatagramCounters, Framing, OversizePolicy, frame_datagram
 from trio_dls.senders import Timing, stream_batch
 from trio_dls.supervisor import FetcherContext, Page, serve
+from trio_dls.transports import MIN_SETTLE, DatagramConnection, StreamConnection
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
 
@@ -347,6 +351,291 @@ async def test_a_receiver_that_stops_reading_stops_the_fetcher(
 
 
 # --------------------------------------------------------------------------
+# Slow receivers, bounded closes, delayed EMSGSIZE (issue 8: 5, 13, 9)
+# --------------------------------------------------------------------------
+#
+# A slow receiver is a real loopback socket with a small receive buffer whose
+# reader moves the virtual clock on by STEP after each read: virtual time then
+# measures how much it read, however long the kernel takes in real time.  The
+# clock also jumps by itself, but only after IDLE real seconds with nothing to
+# do (a backoff, a poll), far longer than loopback needs to deliver anything.
+
+STEP = 0.05  # virtual seconds per read of the slow receiver (about 4 KB)
+IDLE = 0.1  # real seconds of idleness before the virtual clock jumps
+SLOW = Timing(
+    connect_timeout=5.0,
+    write_timeout=5.0,
+    close_timeout=1.0,
+    reconnect_first=0.01,
+    reconnect_cap=0.05,
+)
+
+
+async def slow_listener() -> trio.socket.SocketType:
+    """A listening socket whose connections have a 4 KB receive buffer."""
+    listener = trio.socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    return listener
+
+
+# For receivers that read nothing: a stall is noticed, and a close cut short,
+# long after anything loopback takes.
+STUCK = Timing(
+    write_timeout=10.0, close_timeout=5.0, reconnect_first=0.01, reconnect_cap=0.05
+)
+
+
+def two_megabytes() -> list[Page]:
+    """One page of about 2 MB."""
+    return pages_of(1, 2000, padding=700)
+
+
+async def test_a_slow_receiver_gets_a_large_page_once(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """A receiver too slow to take a page within write_timeout gets it, once."""
+    mock_clock.autojump_threshold = IDLE
+    pages = two_megabytes()
+    expected = expected_stream(pages)
+    received = bytearray()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            with await slow_listener() as listener:
+                nursery.start_soon(
+                    deliver_all,
+                    make_server(listener.getsockname()[1]),
+                    pages,
+                    sender(timing=SLOW),
+                )
+                peer, _ = await listener.accept()
+            started = trio.current_time()
+            with peer:
+                while chunk := await peer.recv(1 << 16):
+                    received += chunk
+                    mock_clock.jump(STEP)
+            took = trio.current_time() - started
+            # The sender closes once the page is acknowledged; a sender that
+            # gave up earlier would be retrying still.
+            nursery.cancel_scope.cancel()
+
+    assert expected == bytes(received)
+    assert took > 3 * SLOW.write_timeout
+
+
+async def test_a_receiver_that_stops_mid_page_is_left_after_write_timeout(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """Stalled means write_timeout since the last progress; the page goes again."""
+    mock_clock.autojump_threshold = IDLE
+    pages = two_megabytes()
+    expected = expected_stream(pages)
+    first = bytearray()
+    second = bytearray()
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            with await slow_listener() as listener:
+                nursery.start_soon(
+                    deliver_all,
+                    make_server(listener.getsockname()[1]),
+                    pages,
+                    sender(timing=SLOW),
+                )
+                peer, _ = await listener.accept()
+                with peer:
+                    # Twice write_timeout of reading, then nothing: the clock
+                    # is not moved on after the last read.
+                    for _ in range(round(2 * SLOW.write_timeout / STEP)):
+                        mock_clock.jump(STEP)
+                        first += await peer.recv(1 << 16)
+                    stopped = trio.current_time()
+                    again, _ = await listener.accept()
+                    left_after = trio.current_time() - stopped
+            with again:
+                while chunk := await again.recv(1 << 16):
+                    second += chunk
+            nursery.cancel_scope.cancel()
+
+    # Late by at most a check (a tenth), and by what the receiver's delayed
+    # acknowledgement of the last bytes costs in jumps of the clock.
+    timeout = SLOW.write_timeout
+    assert timeout <= left_after <= 1.5 * timeout
+    assert 0 < len(first) < len(expected)
+    assert expected == bytes(second)
+
+
+class GoodbyeStream(trio.abc.Stream):
+    """A TCP stream whose close writes a goodbye first, as TLS writes close_notify.
+
+    ``closes`` holds when each close began and ended.
+    """
+
+    def __init__(
+        self, tcp: trio.SocketStream, closes: list[tuple[float, float]]
+    ) -> None:
+        """Wrap *tcp*; note each close in *closes*."""
+        self._tcp = tcp
+        self._closes = closes
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send *data*."""
+        await self._tcp.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Wait until sending might not block."""
+        await self._tcp.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        """Receive what the peer sent."""
+        return await self._tcp.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        """Write the goodbye, then close (at once if cancelled)."""
+        began = trio.current_time()
+        try:
+            await self._tcp.send_all(b"goodbye\n")
+        finally:
+            self._closes.append((began, trio.current_time()))
+            await trio.aclose_forcefully(self._tcp)
+
+
+class FirstNeverRead:
+    """A handler that never reads its first connection and keeps what others send.
+
+    The first connection is left on the virtual clock's autojump; once data
+    flows, the clock jumps only after IDLE real seconds of idleness, so that
+    a kernel's delayed acknowledgement is not taken for a stall.
+    """
+
+    def __init__(self, clock: trio.testing.MockClock) -> None:
+        """Start with no connection; *clock* jumps at once until the second."""
+        self.came: list[float] = []
+        self.receiver = StreamReceiver()
+        self._clock = clock
+        clock.autojump_threshold = 0
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Note when *stream* came; read it unless it is the first."""
+        self.came.append(trio.current_time())
+        if len(self.came) > 1:
+            self._clock.autojump_threshold = IDLE
+            await self.receiver.handle(stream)
+            return
+        async with stream:
+            if isinstance(stream, trio.SSLStream):
+                await stream.do_handshake()
+            await trio.sleep_forever()
+
+
+async def test_a_close_that_cannot_finish_is_cut_short_after_close_timeout(
+    mock_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close stuck behind a server that reads nothing ends after close_timeout."""
+    closes: list[tuple[float, float]] = []
+
+    def goodbye_opener(
+        server: Server,
+    ) -> Callable[[trio.Nursery], Awaitable[StreamConnection]]:
+        async def opener(nursery: trio.Nursery) -> StreamConnection:
+            tcp = await trio.open_tcp_stream(server.hostname, server.port)
+            connection = StreamConnection(GoodbyeStream(tcp, closes), tcp.socket)
+            await nursery.start(connection.watch)
+            return connection
+
+        return opener
+
+    monkeypatch.setattr(senders, "protocol_opener", goodbye_opener)
+    pages = pages_of(1, 1000, padding=700)
+    # The second connection reads all, and the goodbye of the last close.
+    expected = expected_stream(pages) + b"goodbye\n"
+    handler = FirstNeverRead(mock_clock)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, host="127.0.0.1"), handler.handle, 0
+        )
+        server = make_server(listeners[0].socket.getsockname()[1])
+        with trio.fail_after(100):
+            await deliver_all(server, pages, sender(timing=STUCK))
+            await handler.receiver.wait_for(lambda r: len(r.data) >= len(expected))
+        nursery.cancel_scope.cancel()
+
+    [first, second] = handler.came
+    [(began, ended), _] = closes
+    assert STUCK.close_timeout <= ended - began < STUCK.close_timeout + 0.01
+    assert STUCK.write_timeout <= began - first
+    assert ended <= second <= ended + 2 * STUCK.reconnect_cap
+    assert expected == handler.receiver.data
+
+
+async def test_tls_receiver_that_never_reads_is_left_and_the_page_written_again(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A TLS receiver that never reads is left in bounded time; all goes again."""
+    pki = make_pki(tmp_path, ["siem.example"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    pki.server_cert.configure_cert(context)
+    pages = pages_of(1, 1000, padding=700)
+    expected = expected_stream(pages)
+    handler = FirstNeverRead(mock_clock)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_ssl_over_tcp, host="127.0.0.1"),
+            handler.handle,
+            0,
+            context,
+        )
+        server = make_server(
+            listeners[0].transport_listener.socket.getsockname()[1],
+            Protocol.TCPSSL,
+            cert_filepath=str(pki.ca_file),
+            tls_server_name="siem.example",
+        )
+        with trio.fail_after(100):
+            await deliver_all(server, pages, sender(timing=STUCK))
+            await handler.receiver.wait_for(lambda r: len(r.data) >= len(expected))
+        nursery.cancel_scope.cancel()
+
+    [first, second] = handler.came
+    most = 2 * STUCK.write_timeout + STUCK.close_timeout + MIN_SETTLE
+    assert STUCK.write_timeout <= second - first <= most
+    assert expected == handler.receiver.data
+
+
+@pytest.mark.parametrize(
+    ("refusals", "arrive"),
+    [
+        ({1}, ["tx-000000", "tx-000001", "tx-000002"]),
+        ({1, 2}, ["tx-000000", "tx-000002"]),
+    ],
+    ids=["delayed", "its-own"],
+)
+async def test_udp_emsgsize_drops_only_a_record_refused_twice(
+    monkeypatch: pytest.MonkeyPatch, refusals: set[int], arrive: list[str]
+) -> None:
+    """A delayed EMSGSIZE costs a retry; only a record refused twice is dropped."""
+    sock, port = await udp_receiver()
+
+    async def open_refusing(server: Server) -> DatagramConnection:
+        connection, _ = await refusing_connection(server.port, refusals)
+        return connection
+
+    monkeypatch.setattr(senders, "open_datagram", open_refusing)
+    siem = sender()
+    pages = pages_of(1, 3)
+    with sock, trio.fail_after(LIMIT):
+        await deliver_all(udp_server(port), pages, siem)
+        got = await receive_datagrams(sock, len(arrive))
+
+    dropped = 3 - len(arrive)
+    assert arrive == txids(got)
+    assert (len(arrive), dropped) == (
+        siem.counters["siem"].whole,
+        siem.counters["siem"].dropped,
+    )
+
+
+# --------------------------------------------------------------------------
 # The sender's set-up
 # --------------------------------------------------------------------------
 
@@ -557,3 +846,107 @@ async def test_sender_ends_when_the_channel_ends(nursery: trio.Nursery) -> None:
     with trio.fail_after(LIMIT):
         await deliver_all(make_server(port), [])
     assert receiver.connections == []
+
+
+# --------------------------------------------------------------------------
+# Records no format can write as received (issue 8)
+# --------------------------------------------------------------------------
+
+
+def page_with_a_lone_surrogate() -> Page:
+    """An auth page of three whose middle user name holds a lone surrogate."""
+    records = list(pages_of(1, 3)[0].records)
+    records[1] = {**records[1], "user": {"name": "narr\ud83doway", "key": "DU123"}}
+    return Page(ACCOUNT, Endpoint.AUTH, tuple(records))
+
+
+def repair_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The sender's warnings about repaired records."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "sent repaired" in r.getMessage()
+    ]
+
+
+async def test_tcp_record_that_cannot_be_written_is_sent_repaired_and_counted(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lone surrogate in CEF arrives as U+FFFD, the page intact, logged once."""
+    receiver, port = await start_tcp_receiver(nursery)
+    page = page_with_a_lone_surrogate()
+    siem = sender()
+    with trio.fail_after(LIMIT):
+        await deliver_all(make_server(port), [page], siem, log_format=LogFormat.CEF)
+        await receiver.wait_for(lambda r: r.data.count(b"\n") == 3)
+
+    lines = receiver.data.decode().splitlines()
+    cef = MessageSettings(hostname="dls-host", log_format=LogFormat.CEF)
+    intact = [
+        format_message(page.records[i], Endpoint.AUTH, cef, fallback_time_ms=0)
+        for i in (0, 2)
+    ]
+    assert [m.decode() for m in intact] == [lines[0], lines[2]]
+    assert lines[1].endswith(" duser=narr\ufffdoway")
+    [warning] = repair_warnings(caplog)
+    assert "auth record (txid 'tx-000001')" in warning
+    assert "lone surrogates in duser replaced by U+FFFD" in warning
+    assert siem.repaired["siem"].records == 1
+
+
+async def test_a_page_written_again_reports_its_repair_once() -> None:
+    """A page retried until the server is up logs and counts its repair once."""
+    held = await bound_not_listening()
+    port = held.getsockname()[1]
+    receiver = StreamReceiver()
+    siem = sender()
+    with (
+        LogWaiter("trio_dls.senders", "sent repaired") as repairs,
+        LogWaiter("trio_dls.senders", "attempt") as retries,
+        trio.fail_after(LIMIT),
+        held,
+    ):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(
+                functools.partial(
+                    deliver_all,
+                    make_server(port),
+                    [page_with_a_lone_surrogate()],
+                    siem,
+                    log_format=LogFormat.CEF,
+                )
+            )
+            await retries.wait_for(3)
+            held.listen()
+            inner.start_soon(
+                trio.serve_listeners, receiver.handle, [trio.SocketListener(held)]
+            )
+            await receiver.wait_for(lambda r: r.data.count(b"\n") == 3)
+            inner.cancel_scope.cancel()
+
+    assert (repairs.count, siem.repaired["siem"].records) == (1, 1)
+
+
+async def test_udp_record_that_cannot_be_written_is_sent_repaired_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over UDP the repaired record is one datagram among the others, counted."""
+    sock, port = await udp_receiver()
+    siem = sender()
+    with sock, trio.fail_after(LIMIT):
+        await deliver_all(
+            udp_server(port),
+            [page_with_a_lone_surrogate()],
+            siem,
+            log_format=LogFormat.CEF,
+        )
+        got = await receive_datagrams(sock, 3)
+
+    # CEF carries no txid: the user names show the order.
+    assert [m.decode().rsplit(" duser=", 1)[1] for m in got] == [
+        "jos\u00e9.n\u00fa\u00f1ez0",
+        "narr\ufffdoway",
+        "jos\u00e9.n\u00fa\u00f1ez2",
+    ]
+    assert len(repair_warnings(caplog)) == 1
+    assert (siem.repaired["siem"].records, siem.counters["siem"].whole) == (1, 3)

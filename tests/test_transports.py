@@ -7,7 +7,9 @@ bounded by ``fail_after``, and no test sleeps.
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import socket
 import ssl
 import struct
@@ -22,6 +24,7 @@ from tests.rsyslog_fixtures import Pki, StreamReceiver, make_pki, make_server
 from trio_dls.config import Protocol, Server
 from trio_dls.errors import FatalError
 from trio_dls.transports import (
+    DatagramConnection,
     DatagramTooLargeError,
     StreamConnection,
     TransportError,
@@ -33,6 +36,8 @@ from trio_dls.transports import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from typing_extensions import Buffer
 
 LIMIT = 10.0  # seconds: the bound on any wait for the network
 
@@ -447,3 +452,102 @@ async def test_udp_unresolvable_hostname_is_a_transport_error(no_dns: None) -> N
     del no_dns
     with pytest.raises(TransportError, match="resolve"), trio.fail_after(LIMIT):
         await open_datagram(make_server(514, Protocol.UDP, hostname="siem.invalid"))
+
+
+# --------------------------------------------------------------------------
+# Issue 8: progress of a slow peer, delayed EMSGSIZE
+# --------------------------------------------------------------------------
+
+
+async def test_acknowledged_bytes_grow_while_send_all_is_blocked(
+    nursery: trio.Nursery,
+) -> None:
+    """The acknowledged count moves as the peer reads, before send_all returns."""
+    connection, peer = await connected_pair(nursery, rcvbuf=4096)
+    written = trio.Event()
+
+    async def write() -> None:
+        await connection.send_all(b"x" * (1 << 22))
+        written.set()
+
+    with peer:
+        async with trio.open_nursery() as writers:
+            writers.start_soon(write)
+            await trio.testing.wait_all_tasks_blocked()
+            before = connection.acknowledged_bytes()
+            with trio.fail_after(LIMIT):
+                for _ in range(8):
+                    await peer.recv(1 << 16)
+            await trio.testing.wait_all_tasks_blocked()
+            # Four megabytes do not fit in the buffers: the writer still waits.
+            assert not written.is_set()
+            assert connection.acknowledged_bytes() > before
+            writers.cancel_scope.cancel()
+    await connection.aclose()
+
+
+class RefusingSocket(trio.socket.SocketType):
+    """A UDP socket whose sends numbered in *refusals* fail with EMSGSIZE.
+
+    As on Linux when an ICMP "fragmentation needed" came back for an earlier
+    datagram: the next send fails, whatever its size.
+    """
+
+    def __init__(self, sock: trio.socket.SocketType, refusals: set[int]) -> None:
+        """Wrap the connected *sock*; count sends from 0."""
+        super().__init__()
+        self._socket = sock
+        self._refusals = refusals
+        self.sends = 0
+
+    async def send(self, data: Buffer, flags: int = 0, /) -> int:
+        """Send *data*, unless this send is one to refuse."""
+        number = self.sends
+        self.sends += 1
+        if number in self._refusals:
+            await trio.lowlevel.checkpoint()
+            raise OSError(errno.EMSGSIZE, os.strerror(errno.EMSGSIZE))
+        return await self._socket.send(data, flags)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._socket.close()
+
+
+async def refusing_connection(
+    port: int, refusals: set[int]
+) -> tuple[DatagramConnection, RefusingSocket]:
+    """A datagram connection to 127.0.0.1:*port* that refuses the sends given."""
+    sock = trio.socket.socket(type=socket.SOCK_DGRAM)
+    await sock.connect(("127.0.0.1", port))
+    refusing = RefusingSocket(sock, refusals)
+    return DatagramConnection(refusing, "127.0.0.1"), refusing
+
+
+async def test_udp_a_delayed_emsgsize_is_retried() -> None:
+    """EMSGSIZE once (an earlier datagram's) costs a retry; the datagram arrives."""
+    with trio.socket.socket(type=socket.SOCK_DGRAM) as receiver:
+        await receiver.bind(("127.0.0.1", 0))
+        connection, refusing = await refusing_connection(receiver.getsockname()[1], {0})
+        try:
+            await connection.send(b"innocent")
+            with trio.fail_after(LIMIT):
+                assert await receiver.recv(65536) == b"innocent"
+        finally:
+            connection.close()
+    assert refusing.sends == 2
+
+
+async def test_udp_emsgsize_twice_is_the_datagrams_own() -> None:
+    """EMSGSIZE on the retry too makes the datagram DatagramTooLargeError."""
+    with trio.socket.socket(type=socket.SOCK_DGRAM) as receiver:
+        await receiver.bind(("127.0.0.1", 0))
+        connection, refusing = await refusing_connection(
+            receiver.getsockname()[1], {0, 1}
+        )
+        try:
+            with pytest.raises(DatagramTooLargeError):
+                await connection.send(b"too large")
+        finally:
+            connection.close()
+    assert refusing.sends == 2

@@ -23,11 +23,29 @@ delivery's ``done`` only once every record of its page is written:
   never per record, and in a thread (trio's ``getaddrinfo``).  UDP cannot
   confirm delivery; a datagram counts as written once the kernel took it.  A
   send error other than the datagram's size (e.g. the host answered "port
-  unreachable") is retried like a broken stream.
+  unreachable") is retried like a broken stream.  A datagram is taken to be
+  too large only when the system refuses it twice (``EMSGSIZE``): the first
+  refusal may be an earlier datagram's path-MTU error, reported on the next
+  send (``DatagramConnection.send`` tries again), and must not cost an
+  innocent record.
 
-Waiting is bounded: connecting by ``connect_timeout``, writing a batch (to the
-last acknowledged byte) by ``write_timeout``, after which the server is taken
-for stalled, the connection dropped and the batch written again on a new one.
+A record no format can write as received (a lone surrogate in a name, an
+impossible event time: ``trio_dls.formats.repair``) is sent repaired, never
+refused: a sender that raised would meet the same page again after the
+restart.  Each such record is logged once, with its endpoint and id, and
+counted in the server's ``RepairCounters``; a page is formatted once per
+delivery, so writing it again after a reconnection logs nothing new.
+
+Waiting is bounded.  Connecting, by ``connect_timeout``.  Writing, by
+``write_timeout``: how long a server may go without acknowledging one byte
+more (``StreamConnection.acknowledged_bytes``), not how long the whole batch
+may take.  A slow server (a thin link, a SIEM under backpressure) is given as
+long as it needs and gets the batch once; a server that acknowledged nothing
+for ``write_timeout`` is *stalled*: the connection is dropped and the whole
+batch written again on a new one (what it had acknowledged then comes twice;
+nothing is lost).  Closing, every time, by ``close_timeout``: a TLS close
+writes ``close_notify``, which a server that reads nothing never lets through,
+so a close that takes longer is cut short and the socket closed at once.
 A server that never reads therefore holds its fetchers (backpressure: the
 channels have no buffer, so nothing piles up in memory) but never a shutdown:
 the supervisor's grace deadline cancels the sender wherever it waits, and a
@@ -44,7 +62,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -52,7 +70,7 @@ import trio
 
 from trio_dls.config import Protocol, Server
 from trio_dls.errors import FatalError
-from trio_dls.formats import MessageSettings, format_message
+from trio_dls.formats import MessageSettings, describe_record, render_message
 from trio_dls.framing import (
     Datagram,
     DatagramCounters,
@@ -80,8 +98,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT: Final = 30.0
-# A page is at most a few megabytes; a server that acknowledges none of it in
-# a minute is stalled, not slow.
+# A slow server acknowledges something every few seconds, however large the
+# page; one that acknowledges nothing for a minute is stalled, not slow.
 WRITE_TIMEOUT: Final = 60.0
 CLOSE_TIMEOUT: Final = 5.0
 RECONNECT_FIRST: Final = 1.0
@@ -93,7 +111,12 @@ UDP_RESOLVE_INTERVAL: Final = 60.0
 
 @attrs.frozen(kw_only=True)
 class Timing:
-    """How long a sender waits for what (seconds)."""
+    """How long a sender waits for what (seconds).
+
+    ``write_timeout`` is how long a server may acknowledge nothing while a
+    batch is written (see the module docstring); ``close_timeout`` bounds
+    every close of a connection.
+    """
 
     connect_timeout: float = CONNECT_TIMEOUT
     write_timeout: float = WRITE_TIMEOUT
@@ -107,19 +130,38 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: Told of each record sent repaired: its page, the record and the repairs.
+RepairReport = Callable[["Page", Mapping[str, object], tuple[str, ...]], None]
+
+
+@attrs.define
+class RepairCounters:
+    """Running totals of what a server was sent repaired (see the module doc)."""
+
+    records: int = 0
+
+
 def stream_batch(
-    page: Page, settings: MessageSettings, framing: Framing, *, fallback_time_ms: int
+    page: Page,
+    settings: MessageSettings,
+    framing: Framing,
+    *,
+    fallback_time_ms: int,
+    report: RepairReport | None = None,
 ) -> bytes:
-    """Return every record of *page*, formatted and framed, as one batch."""
-    return b"".join(
-        frame_for_stream(
-            format_message(
-                record, page.endpoint, settings, fallback_time_ms=fallback_time_ms
-            ),
-            framing,
+    """Return every record of *page*, formatted and framed, as one batch.
+
+    Each record that had to be repaired is passed to *report*, if given.
+    """
+    framed: list[bytes] = []
+    for record in page.records:
+        rendered = render_message(
+            record, page.endpoint, settings, fallback_time_ms=fallback_time_ms
         )
-        for record in page.records
-    )
+        if rendered.repairs and report is not None:
+            report(page, record, rendered.repairs)
+        framed.append(frame_for_stream(rendered.data, framing))
+    return b"".join(framed)
 
 
 def _describe_page(page: Page) -> str:
@@ -182,7 +224,8 @@ class SiemSender:
     ``hostname`` is how this host's name is found, once per sender, for the
     syslog header and CEF prefix; ``timing``, ``rng`` and ``clock_ms`` (the
     wall clock, for records without an event time) are there for tests.
-    ``counters`` holds each UDP server's ``DatagramCounters`` by server id.
+    ``counters`` holds each UDP server's ``DatagramCounters`` by server id,
+    ``repaired`` each server's ``RepairCounters``.
     """
 
     hostname: Callable[[], str] = socket.gethostname
@@ -190,6 +233,26 @@ class SiemSender:
     rng: random.Random = attrs.field(factory=random.Random)
     clock_ms: Callable[[], int] = _wall_clock_ms
     counters: dict[str, DatagramCounters] = attrs.field(factory=dict)
+    repaired: dict[str, RepairCounters] = attrs.field(factory=dict)
+
+    def repair_reporter(self, server: Server) -> RepairReport:
+        """Return what logs and counts each record *server* is sent repaired."""
+        counters = self.repaired.setdefault(server.id, RepairCounters())
+        what = describe_server(server)
+
+        def report(
+            page: Page, record: Mapping[str, object], repairs: tuple[str, ...]
+        ) -> None:
+            counters.records += 1
+            log.warning(
+                "%s: %s record (%s) cannot be written as received; sent repaired: %s",
+                what,
+                page.endpoint,
+                describe_record(record, page.endpoint),
+                "; ".join(repairs),
+            )
+
+        return report
 
     def _settings(self, context: SenderContext) -> MessageSettings:
         name = self.hostname()
@@ -255,18 +318,22 @@ class _StreamSender:
                         self._settings,
                         self._server.framing,
                         fallback_time_ms=self._owner.clock_ms(),
+                        report=self._owner.repair_reporter(self._server),
                     )
                     if batch:
                         await self._write(batch, delivery.page, nursery)
                     delivery.done.set()
             finally:
-                with trio.move_on_after(self._timing.close_timeout):
-                    await self._discard()
+                await self._discard()
 
     async def _discard(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            await connection.aclose()
+            # A TLS close can wait for ever (see the module docstring); a
+            # cancelled aclose closes at once, which is what
+            # trio.aclose_forcefully is, so the bound is the forceful close.
+            with trio.move_on_after(self._timing.close_timeout):
+                await connection.aclose()
 
     async def _connect(self, nursery: trio.Nursery) -> StreamConnection:
         if self._connection is not None and not self._connection.is_open:
@@ -289,15 +356,7 @@ class _StreamSender:
         while True:
             try:
                 connection = await self._connect(nursery)
-                try:
-                    with trio.fail_after(self._timing.write_timeout):
-                        await connection.send_all(batch)
-                        await connection.wait_acknowledged()
-                except trio.TooSlowError:
-                    raise TransportError(
-                        f"{len(batch)} bytes not acknowledged within"
-                        f" {self._timing.write_timeout:g} s: the server is not reading"
-                    ) from None
+                await self._write_on(connection, batch, nursery)
             except TransportError as exc:
                 await self._discard()
                 delay = self._backoff.failed()
@@ -306,6 +365,57 @@ class _StreamSender:
             else:
                 self._backoff.succeeded()
                 self._health.delivered()
+                return
+
+    async def _write_on(
+        self, connection: StreamConnection, batch: bytes, nursery: trio.Nursery
+    ) -> None:
+        """Write *batch* on *connection*; return once all of it is acknowledged.
+
+        Raise ``TransportError`` if the connection breaks, or if the server
+        acknowledged nothing for ``write_timeout`` (it is stalled).
+        """
+        timeout = self._timing.write_timeout
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as stall:
+            # The watch runs in the sender's nursery, not one of its own, so
+            # that this write's TransportError stays a plain exception.
+            watch = trio.CancelScope()
+            nursery.start_soon(self._postpone_on_progress, connection, stall, watch)
+            try:
+                await connection.send_all(batch)
+                await connection.wait_acknowledged()
+            finally:
+                watch.cancel()
+        if stall.cancelled_caught:
+            raise TransportError(
+                f"nothing acknowledged for {timeout:g} s, {len(batch)} bytes being"
+                " written: the server is not reading"
+            )
+
+    async def _postpone_on_progress(
+        self,
+        connection: StreamConnection,
+        stall: trio.CancelScope,
+        watch: trio.CancelScope,
+    ) -> None:
+        """Move *stall*'s deadline on whenever the server acknowledged more.
+
+        Checks a tenth of ``write_timeout`` apart, so a server is taken for
+        stalled at most a tenth late, never early.  Ends when *watch* is
+        cancelled.
+        """
+        timeout = self._timing.write_timeout
+        with watch:
+            try:
+                acknowledged = connection.acknowledged_bytes()
+                while True:
+                    await trio.sleep(timeout / 10)
+                    now = connection.acknowledged_bytes()
+                    if now > acknowledged:
+                        acknowledged = now
+                        stall.deadline = trio.current_time() + timeout
+            except TransportError:
+                # The write meets the same broken socket and says so.
                 return
 
 
@@ -342,10 +452,14 @@ class _DatagramSender:
 
     async def _send_page(self, page: Page) -> None:
         fallback_time_ms = self._owner.clock_ms()
+        report = self._owner.repair_reporter(self._server)
         for record in page.records:
-            message = format_message(
+            rendered = render_message(
                 record, page.endpoint, self._settings, fallback_time_ms=fallback_time_ms
             )
+            if rendered.repairs:
+                report(page, record, rendered.repairs)
+            message = rendered.data
             datagram = frame_datagram(
                 message,
                 max_size=self._server.udp_max_size,

@@ -20,6 +20,20 @@ the server *application* read what its kernel acknowledged: a receiver killed
 with unread bytes in its socket buffer loses them.  Only an application-level
 acknowledgement (RELP) closes that gap; syslog over TCP has none.
 
+A slow server is not a stalled one, so ``acknowledged_bytes`` tells how far
+the server's TCP has come.  On Linux it is ``TCP_INFO``'s count of bytes
+acknowledged, TLS records included, which moves even while ``send_all`` is
+blocked: the kernel wakes a blocked writer only once a third of its send
+buffer is free, which a slow server may take minutes to allow.  Elsewhere it
+is the bytes the kernel took, which ``send_all`` hands it a piece at a time so
+that the count moves during a large batch.  Only its growth means anything;
+how long it may stand still is the sender's to say.
+
+Closing a TLS connection sends ``close_notify``, which waits for room in the
+send buffer: against a server that reads nothing, for ever.  ``aclose``
+therefore needs a bound from its caller; cancelled, it closes at once, as
+every trio stream does.
+
 A syslog receiver never talks back, so each stream connection has a small
 watcher task that reads from it: anything it sees (the server closing the
 connection, a reset, a TLS alert) marks the connection closed with a reason,
@@ -32,7 +46,11 @@ usable.
 
 UDP sockets are connected (``connect`` on a datagram socket), so that an ICMP
 "port unreachable" from a host with no receiver surfaces as
-``ConnectionRefusedError`` on a later send instead of vanishing.
+``ConnectionRefusedError`` on a later send instead of vanishing.  The same
+goes for an ICMP "fragmentation needed" (path MTU): ``EMSGSIZE`` on a send may
+be about an earlier datagram, and the failed send consumed it.  So a datagram
+met by ``EMSGSIZE`` is sent once more, and only a second ``EMSGSIZE`` makes it
+``DatagramTooLargeError``: the size is then its own.
 """
 
 from __future__ import annotations
@@ -59,6 +77,12 @@ _CAN_QUERY_QUEUE: Final = sys.platform == "linux"
 _SIOCOUTQ: Final = 0x5411
 _TCP_ESTABLISHED: Final = 1
 _TCP_CLOSE_WAIT: Final = 8
+# TCP_INFO's tcpi_bytes_acked: a u64 at this offset of a struct that only
+# grows at its end (Linux 4.1 and later; older kernels return less of it).
+_TCP_INFO_BYTES_ACKED: Final = 120
+_TCP_INFO_SIZE: Final = _TCP_INFO_BYTES_ACKED + 8
+# send_all gives the kernel this much at a time (see the module docstring).
+_SEND_PIECE: Final = 1 << 16
 # How often the send queue is looked at while it drains: soon at first (on a
 # LAN the acknowledgement takes well under a millisecond), then less often.
 _FIRST_POLL: Final = 0.001
@@ -176,6 +200,7 @@ class StreamConnection:
         self._closed = trio.Event()
         self._closed_reason = ""
         self._watcher = trio.CancelScope()
+        self._taken = 0
 
     @property
     def is_open(self) -> bool:
@@ -210,8 +235,13 @@ class StreamConnection:
     async def send_all(self, data: bytes) -> None:
         """Give all of *data* to the kernel, or raise ``TransportError``."""
         self.check_open()
+        view = memoryview(data)
         try:
-            await self._stream.send_all(data)
+            # range() is never empty, so an empty write is still a checkpoint.
+            for start in range(0, len(view) or 1, _SEND_PIECE):
+                piece = view[start : start + _SEND_PIECE]
+                await self._stream.send_all(piece)
+                self._taken += len(piece)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._close(_reason(exc))
             raise TransportError(self._closed_reason) from None
@@ -225,6 +255,27 @@ class StreamConnection:
             raise TransportError(self._closed_reason) from None
         count: int = struct.unpack("i", raw)[0]
         return count
+
+    def acknowledged_bytes(self) -> int:
+        """A count that grows as the server's TCP acknowledges what was written.
+
+        Only its growth means anything (see the module docstring).  Raise
+        ``TransportError`` if the socket cannot be asked.
+        """
+        if _CAN_QUERY_QUEUE:
+            try:
+                info = self._socket.getsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE
+                )
+            except OSError as exc:
+                self._close(_reason(exc))
+                raise TransportError(self._closed_reason) from None
+            if len(info) >= _TCP_INFO_SIZE:
+                acknowledged: int = struct.unpack_from(
+                    "Q", info, _TCP_INFO_BYTES_ACKED
+                )[0]
+                return acknowledged
+        return self._taken
 
     def _check_still_connected(self) -> None:
         # A reset empties the send queue by discarding it: an empty queue is
@@ -255,7 +306,11 @@ class StreamConnection:
         self._check_still_connected()
 
     async def aclose(self) -> None:
-        """Stop watching and close the connection (at once if cancelled)."""
+        """Stop watching and close the connection (at once if cancelled).
+
+        Over TLS this waits until ``close_notify`` is written, which a server
+        that reads nothing never allows: the caller bounds it.
+        """
         self._watcher.cancel()
         self._close("the connection was closed")
         await self._stream.aclose()
@@ -327,16 +382,23 @@ class DatagramConnection:
     async def send(self, payload: bytes) -> None:
         """Send *payload* as one datagram.
 
-        Raise ``DatagramTooLargeError`` if the system refuses its size, and
-        ``TransportError`` for anything else (an earlier datagram was answered
-        "port unreachable", the network is down).
+        Raise ``DatagramTooLargeError`` if the system refuses its size twice
+        (once may be an earlier datagram's error: see the module docstring),
+        and ``TransportError`` for anything else (an earlier datagram was
+        answered "port unreachable", the network is down).
         """
-        try:
-            await self._socket.send(payload)
-        except OSError as exc:
-            if exc.errno == errno.EMSGSIZE:
-                raise DatagramTooLargeError(_reason(exc)) from None
-            raise TransportError(_reason(exc)) from None
+        # The first EMSGSIZE may be an earlier datagram's, which that send
+        # consumed; the second is about this one.
+        for attempt in range(2):
+            try:
+                await self._socket.send(payload)
+            except OSError as exc:
+                if exc.errno != errno.EMSGSIZE:
+                    raise TransportError(_reason(exc)) from None
+                if attempt:
+                    raise DatagramTooLargeError(_reason(exc)) from None
+            else:
+                return
 
     def close(self) -> None:
         """Close the socket."""
