@@ -611,7 +611,10 @@ async def test_tls_receiver_that_never_reads_is_left_and_the_page_written_again(
     ids=["delayed", "its-own"],
 )
 async def test_udp_emsgsize_drops_only_a_record_refused_twice(
-    monkeypatch: pytest.MonkeyPatch, refusals: set[int], arrive: list[str]
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    refusals: set[int],
+    arrive: list[str],
 ) -> None:
     """A delayed EMSGSIZE costs a retry; only a record refused twice is dropped."""
     sock, port = await udp_receiver()
@@ -633,6 +636,13 @@ async def test_udp_emsgsize_drops_only_a_record_refused_twice(
         siem.counters["siem"].whole,
         siem.counters["siem"].dropped,
     )
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if "refused by the system" in r.getMessage()
+    ]
+    assert len(said) == dropped
+    assert all("though within udp_max_size" in line for line in said)
 
 
 # --------------------------------------------------------------------------

@@ -484,13 +484,21 @@ class _DatagramSender:
             done = f"truncated, {datagram.lost_bytes} bytes cut"
         else:
             done = "dropped"
+        limit = self._server.udp_max_size
+        if datagram.message_size > limit:
+            size = f"is above udp_max_size ({limit})"
+            if why:
+                size += f" and the system refuses it ({why})"
+        else:
+            # Within udp_max_size, but refused twice: the path's limit is lower.
+            size = f"is refused by the system ({why}), though within udp_max_size"
+            size += f" ({limit}): lower udp_max_size"
         log.warning(
-            "%s: a %s record of %d bytes is above udp_max_size (%d)%s: %s",
+            "%s: a %s record of %d bytes %s: %s",
             self._health.what,
             page.endpoint,
             datagram.message_size,
-            self._server.udp_max_size,
-            f" and the system refuses it ({why})" if why else "",
+            size,
             done,
         )
 
