@@ -144,11 +144,16 @@ async def one_account(config: Config, stop: StopSignal) -> list[AccountRef]:
 
 @attrs.define
 class PageFeeder:
-    """A fetcher that delivers *pages* in order, then returns."""
+    """A fetcher that delivers *pages* in order, then returns.
+
+    ``finished`` is set once every page was acknowledged: a shutdown trigger
+    for the tree, which otherwise lives on for accounts yet to come.
+    """
 
     pages: Sequence[Page]
     delivered: int = 0
     between: Callable[[int], Any] | None = None
+    finished: trio.Event = attrs.Factory(trio.Event)
 
     async def __call__(self, context: FetcherContext) -> None:
         """Deliver every page, waiting for each acknowledgement."""
@@ -157,6 +162,7 @@ class PageFeeder:
                 await self.between(index)
             await context.outputs.deliver(page)
             self.delivered += 1
+        self.finished.set()
 
 
 async def deliver_all(
@@ -170,7 +176,7 @@ async def deliver_all(
     feeder = PageFeeder(pages)
     await serve(
         make_config(server, log_format),
-        shutdown_trigger=trio.sleep_forever,
+        shutdown_trigger=feeder.finished.wait,
         fetcher=feeder,
         sender=siem_sender or sender(),
         discover_accounts=one_account,

@@ -286,7 +286,7 @@ async def test_connection_closed_while_idle_is_replaced_without_a_warning(
     ):
         await serve(
             make_config(make_server(port)),
-            shutdown_trigger=trio.sleep_forever,
+            shutdown_trigger=feeder.finished.wait,
             fetcher=feeder,
             sender=sender(),
             discover_accounts=one_account,
@@ -839,7 +839,7 @@ async def test_udp_resolves_once_per_interval_not_per_record(
     with sock:
         await serve(
             make_config(udp_server(port, hostname="siem.test")),
-            shutdown_trigger=trio.sleep_forever,
+            shutdown_trigger=feeder.finished.wait,
             fetcher=feeder,
             sender=sender(timing=Timing(udp_resolve_interval=60)),
             discover_accounts=one_account,

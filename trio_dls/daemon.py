@@ -15,7 +15,13 @@ from trio_dls.checkpoints import CheckpointStore
 from trio_dls.duo import THREADS, ThreadedDuoApi
 from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
 from trio_dls.senders import send_to_siem
-from trio_dls.supervisor import DEFAULT_GRACE, AccountRef, Trigger, serve
+from trio_dls.supervisor import (
+    DEFAULT_GRACE,
+    AccountRef,
+    AccountTree,
+    Trigger,
+    serve,
+)
 
 if TYPE_CHECKING:
     from trio_dls.config import Config
@@ -27,7 +33,7 @@ async def run_daemon(
     shutdown_trigger: Trigger,
     force_trigger: Trigger | None = None,
     grace: float = DEFAULT_GRACE,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Fetch from Duo and send to the servers of *config* until triggered."""
     checkpointing = config.dls_settings.checkpointing

@@ -260,7 +260,7 @@ class SiemSender:
         try:
             return MessageSettings(
                 hostname=name,
-                log_format=context.config.dls_settings.log_format,
+                log_format=context.log_format,
                 syslog_header=server.syslog_header,
                 facility=server.syslog_facility,
             )

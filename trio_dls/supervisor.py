@@ -6,9 +6,13 @@ Theory of operation
 
 * one **sender** task per server that some endpoint is mapped to; it owns the
   connection to that server and reads ``Delivery`` items from one bounded
-  memory channel, shared (by ``clone``) by every fetcher mapped to it;
+  memory channel, shared (by ``clone``) by every fetcher mapped to it.  The
+  tree keeps the original end of each channel open until shutdown, so that
+  fetchers can be attached at any time;
 * one **account** nursery per Duo account (the account itself, or each MSP
-  child), holding one **fetcher** task per mapped endpoint.
+  child), holding one **fetcher** task per mapped endpoint.  Accounts live in
+  an ``AccountTree``, keyed by account id, each in its own cancel scope and
+  with its own ``StopSignal``: they are added and removed while the rest runs.
 
 A fetcher hands each page to ``Outputs.deliver``, which puts one ``Delivery``
 into the channel of every mapped sender and returns only when each of them has
@@ -20,10 +24,20 @@ Stopping (SIGTERM, SIGINT, or any ``shutdown_trigger``) is graceful: the
 ``StopSignal`` cancels what fetchers registered with ``StopSignal.cancels``
 (their Duo calls and waits; reads have no side effects), while deliveries
 already under way are left to finish.  Fetchers return, their channel ends
-close, senders drain and return, and ``serve`` returns.  A grace deadline
-bounds all of this; when it passes, whatever is still running is cancelled and
-the page it held is sent again at the next start (the cursor was not saved).
-A second signal cancels at once.
+close, the tree closes its own ends, senders drain and return, and ``serve``
+returns.  A grace deadline bounds all of this; when it passes, whatever is
+still running is cancelled and the page it held is sent again at the next
+start (the cursor was not saved).  A second signal cancels at once.
+
+Removing an account is the same clean stop for that account alone: its stop
+signal is set, a page in delivery is finished, and after the grace its scope
+is cancelled, abandoning a delivery before its acknowledgement, so that its
+cursor is not saved.  Nothing is lost; nothing is sent twice unless the grace
+ran out.  Its cursors stay where they are, for when it comes back.
+
+Fetchers and senders are given narrow settings (``Routing``: which servers
+each endpoint goes to; a sender's server and log format), not the whole
+config, so that a reload can replace them.
 
 A task that meets a failure it cannot handle raises; the exception cancels the
 whole tree and leaves ``serve`` in an exception group for the CLI to report.
@@ -41,6 +55,7 @@ import trio
 
 from trio_dls.config import Config, Server
 from trio_dls.endpoints import Endpoint
+from trio_dls.formats import LogFormat
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +63,18 @@ DEFAULT_GRACE: Final = 5.0  # seconds; below Docker's 10 s before SIGKILL
 
 
 class StopSignal:
-    """The request to stop fetching, and the cancel scopes it ends."""
+    """The request to stop fetching, and the cancel scopes it ends.
+
+    A signal made by ``child`` is set when its parent is: an account's signal
+    stops that account alone, the tree's stops them all.
+    """
 
     def __init__(self) -> None:
         """Start unset, with no scopes registered."""
         self._event = trio.Event()
         self._scopes: set[trio.CancelScope] = set()
+        self._children: set[StopSignal] = set()
+        self._parent: StopSignal | None = None
 
     @property
     def is_set(self) -> bool:
@@ -65,10 +86,27 @@ class StopSignal:
         self._event.set()
         for scope in self._scopes:
             scope.cancel()
+        for child in list(self._children):
+            child.set()
 
     async def wait(self) -> None:
         """Return once a stop was asked for."""
         await self._event.wait()
+
+    def child(self) -> StopSignal:
+        """Return a signal that is set when this one is (or on its own)."""
+        child = StopSignal()
+        child._parent = self
+        self._children.add(child)
+        if self.is_set:
+            child.set()
+        return child
+
+    def detach(self) -> None:
+        """Stop following the parent (the account is gone; forget it)."""
+        if self._parent is not None:
+            self._parent._children.discard(self)  # noqa: SLF001 - same class
+            self._parent = None
 
     @contextlib.contextmanager
     def cancels(self) -> Iterator[trio.CancelScope]:
@@ -145,10 +183,32 @@ class Outputs:
 
 
 @attrs.frozen
+class Routing:
+    """Where each endpoint's pages go: the tree's narrow view of the config."""
+
+    servers: tuple[Server, ...]
+    """The servers some endpoint is mapped to, in the config's order."""
+    endpoints: Mapping[Endpoint, tuple[str, ...]] = attrs.field(hash=False)
+    """The server ids of each mapped endpoint."""
+    log_format: LogFormat
+
+    @classmethod
+    def from_config(cls, config: Config) -> Routing:
+        """Read the routing of *config* (unmapped servers are left out)."""
+        account = config.account
+        endpoints = {e: account.servers_for(e) for e in account.endpoints}
+        mapped = {server_id for ids in endpoints.values() for server_id in ids}
+        return cls(
+            servers=tuple(s for s in config.servers if s.id in mapped),
+            endpoints=endpoints,
+            log_format=config.dls_settings.log_format,
+        )
+
+
+@attrs.frozen
 class FetcherContext:
     """What a fetcher task is given."""
 
-    config: Config
     account: AccountRef
     endpoint: Endpoint
     outputs: Outputs
@@ -159,8 +219,8 @@ class FetcherContext:
 class SenderContext:
     """What a sender task is given."""
 
-    config: Config
     server: Server
+    log_format: LogFormat
     deliveries: trio.MemoryReceiveChannel[Delivery]
 
 
@@ -168,6 +228,121 @@ Fetcher = Callable[[FetcherContext], Awaitable[None]]
 Sender = Callable[[SenderContext], Awaitable[None]]
 AccountDiscovery = Callable[[Config, StopSignal], Awaitable[list[AccountRef]]]
 Trigger = Callable[[], Awaitable[object]]
+
+
+def account_key(account: AccountRef) -> str | None:
+    """The key of *account* in the tree: its child account id (None: the account)."""
+    return account.account_id
+
+
+@attrs.define(eq=False)
+class _Running:
+    """One account in the tree: its scope, its stop signal, its end."""
+
+    account: AccountRef
+    scope: trio.CancelScope
+    stop: StopSignal
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
+class AccountTree:
+    """The accounts being fetched for, which can be added and removed while running.
+
+    ``serve`` hands it out through its ``task_status`` once the tree runs.
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        routing: Routing,
+        inputs: Mapping[str, trio.MemorySendChannel[Delivery]],
+        fetcher: Fetcher,
+        stop: StopSignal,
+        grace: float,
+    ) -> None:
+        """Run accounts in *nursery*, feeding *inputs* as *routing* says."""
+        self._nursery = nursery
+        self._routing = routing
+        self._inputs = inputs
+        self._fetcher = fetcher
+        self._stop = stop
+        self._grace = grace
+        self._running: dict[str | None, _Running] = {}
+        self._changed = trio.Event()
+
+    @property
+    def accounts(self) -> tuple[AccountRef, ...]:
+        """The accounts running now."""
+        return tuple(running.account for running in self._running.values())
+
+    def add(self, account: AccountRef) -> bool:
+        """Start fetching for *account*; False if it runs already or the tree stops."""
+        key = account_key(account)
+        if key in self._running or self._stop.is_set:
+            return False
+        running = _Running(account, trio.CancelScope(), self._stop.child())
+        contexts = [
+            FetcherContext(
+                account=account,
+                endpoint=endpoint,
+                outputs=Outputs(
+                    {server_id: self._inputs[server_id].clone() for server_id in ids}
+                ),
+                stop=running.stop,
+            )
+            for endpoint, ids in self._routing.endpoints.items()
+        ]
+        self._running[key] = running
+        self._nursery.start_soon(
+            self._run_account, running, contexts, name=f"account {account.name}"
+        )
+        return True
+
+    async def remove(self, key: str | None) -> bool:
+        """Stop fetching for the account *key* as a clean stop does; False if absent.
+
+        Returns once its fetchers have ended: a page in delivery is finished
+        within the grace period, or abandoned unacknowledged after it.
+        """
+        running = self._running.get(key)
+        if running is None:
+            return False
+        running.stop.set()
+        with trio.move_on_after(self._grace):
+            await running.done.wait()
+        running.scope.cancel()
+        await running.done.wait()
+        return True
+
+    async def wait_empty(self) -> None:
+        """Return once no account runs (after a stop, all have ended)."""
+        while self._running:
+            await self._changed.wait()
+
+    async def _run_account(
+        self, running: _Running, contexts: list[FetcherContext]
+    ) -> None:
+        try:
+            with running.scope:
+                async with trio.open_nursery() as account:
+                    for context in contexts:
+                        account.start_soon(
+                            _run_fetcher,
+                            self._fetcher,
+                            context,
+                            name=f"fetcher {context.account.name}/{context.endpoint}",
+                        )
+        finally:
+            for context in contexts:
+                # A fetcher that never started still holds its channel clones.
+                with trio.CancelScope(shield=True):
+                    await context.outputs.aclose()
+            running.stop.detach()
+            del self._running[account_key(running.account)]
+            running.done.set()
+            self._changed.set()
+            self._changed = trio.Event()
 
 
 async def serve(
@@ -179,13 +354,14 @@ async def serve(
     fetcher: Fetcher,
     sender: Sender,
     discover_accounts: AccountDiscovery,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the tree for *config* until *shutdown_trigger* returns.
 
     *force_trigger*, awaited after the shutdown began, cancels at once when it
-    returns; *grace* bounds the graceful part.  Reports readiness through
-    *task_status* once every task is running.
+    returns; *grace* bounds the graceful part (and the removal of an account).
+    Reports readiness through *task_status*, with the ``AccountTree``, once
+    every task is running (None if stopped before that).
     """
     stop = StopSignal()
     finished = False
@@ -209,9 +385,12 @@ async def serve(
         with stop.cancels():
             accounts = await discover_accounts(config, stop)
         if stop.is_set:
-            task_status.started()
+            task_status.started(None)
         else:
-            await _run_tree(config, accounts, stop, fetcher, sender, task_status)
+            routing = Routing.from_config(config)
+            await _run_tree(
+                routing, accounts, stop, fetcher, sender, grace, task_status
+            )
         finished = True
         # The tree is done: stop listening for signals.
         root.cancel_scope.cancel()
@@ -225,71 +404,50 @@ async def serve(
 
 
 async def _run_tree(  # noqa: PLR0917 - a private step of serve
-    config: Config,
+    routing: Routing,
     accounts: list[AccountRef],
     stop: StopSignal,
     fetcher: Fetcher,
     sender: Sender,
-    task_status: trio.TaskStatus[None],
+    grace: float,
+    task_status: trio.TaskStatus[AccountTree | None],
 ) -> None:
-    mapped = {
-        server_id
-        for endpoint in config.account.endpoints
-        for server_id in config.account.servers_for(endpoint)
-    }
     async with trio.open_nursery() as tree:
         inputs: dict[str, trio.MemorySendChannel[Delivery]] = {}
-        for server in config.servers:
-            if server.id not in mapped:
-                log.warning("server %r: no endpoint is mapped to it", server.id)
-                continue
+        for server in routing.servers:
             send, receive = trio.open_memory_channel[Delivery](0)
             inputs[server.id] = send
             tree.start_soon(
                 sender,
-                SenderContext(config=config, server=server, deliveries=receive),
+                SenderContext(
+                    server=server, log_format=routing.log_format, deliveries=receive
+                ),
                 name=f"sender {server.id}",
             )
-        for account in accounts:
-            fetchers = [
-                FetcherContext(
-                    config=config,
-                    account=account,
-                    endpoint=endpoint,
-                    outputs=Outputs(
-                        {
-                            server_id: inputs[server_id].clone()
-                            for server_id in config.account.servers_for(endpoint)
-                        }
-                    ),
-                    stop=stop,
-                )
-                for endpoint in config.account.endpoints
-            ]
-            tree.start_soon(
-                _run_account, fetcher, fetchers, name=f"account {account.name}"
+        async with trio.open_nursery() as fetching:
+            living = AccountTree(
+                fetching,
+                routing=routing,
+                inputs=inputs,
+                fetcher=fetcher,
+                stop=stop,
+                grace=grace,
             )
-        # Fetchers hold clones; once they all close theirs, senders see the end.
+            for account in accounts:
+                living.add(account)
+            log.info(
+                "started: %d account(s), %d endpoint(s), %d server(s)",
+                len(accounts),
+                len(routing.endpoints),
+                len(inputs),
+            )
+            task_status.started(living)
+            # The tree lives until the stop; then every account ends as a
+            # clean stop does, and only then do the senders see their end.
+            await stop.wait()
+            await living.wait_empty()
         for send in inputs.values():
             await send.aclose()
-        log.info(
-            "started: %d account(s), %d endpoint(s), %d server(s)",
-            len(accounts),
-            len(config.account.endpoints),
-            len(inputs),
-        )
-        task_status.started()
-
-
-async def _run_account(fetcher: Fetcher, contexts: list[FetcherContext]) -> None:
-    async with trio.open_nursery() as account:
-        for context in contexts:
-            account.start_soon(
-                _run_fetcher,
-                fetcher,
-                context,
-                name=f"fetcher {context.account.name}/{context.endpoint}",
-            )
 
 
 async def _run_fetcher(fetcher: Fetcher, context: FetcherContext) -> None:
