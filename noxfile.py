@@ -7,6 +7,9 @@ is installed (``pip install 'nox[uv]'``), plain venv + pip otherwise.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import nox
 
 nox.needs_version = ">=2024.10.9"
@@ -55,3 +58,18 @@ def bench(session: nox.Session) -> None:
     install(session)
     session.run("python", "benchmarks/bench_backpressure.py", *session.posargs)
     session.run("python", "benchmarks/bench_catchup.py")
+    # Idle memory before and after c4ed47d, which took the fake Duo API out of
+    # the daemon's imports; a copy without that history measures today's alone.
+    before = "c4ed47d~1"
+    git = shutil.which("git")
+    known = (
+        git is not None
+        and subprocess.run(  # noqa: S603 - a fixed git command, no shell
+            [git, "rev-parse", "--verify", "--quiet", f"{before}^{{commit}}"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    compare = ["--compare-ref", before] if known else []
+    session.run("python", "benchmarks/bench_idle_rss.py", *compare)

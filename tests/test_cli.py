@@ -1,8 +1,10 @@
-"""The command line: check, help, version, exit codes, signals, secrecy.
+"""The command line: parsing, check, help, version, exit codes, signals, secrecy.
 
-Rules for these tests: the daemon runs as a real process (``python -m
-trio_dls``) so that signals, exit statuses and the absence of tracebacks are
-those an operator sees; waiting on it is bounded by timeouts, never a sleep.
+Rules for these tests: how a command line is understood is tested through
+``cli.parse``, which starts nothing; the daemon runs as a real process
+(``python -m trio_dls``) so that signals, exit statuses and the absence of
+tracebacks are those an operator sees; waiting on it is bounded by timeouts,
+never a sleep.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -28,7 +31,6 @@ from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_threa
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 SKEY = "cLiSkEyCliSkEyCliSkEyCliSkEyCliSkEy00042"
 
@@ -114,11 +116,103 @@ def test_version() -> None:
 
 
 def test_help_explains_commands_and_exit_codes() -> None:
-    """``--help`` names both commands and the exit statuses."""
+    """``--help`` names the commands and the exit statuses."""
     status, out, _ = run_cli("--help")
     assert status == 0
     for text in ("trio-dls CONFIG", "trio-dls check CONFIG", "2  CONFIG is invalid"):
         assert text in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "grace"),
+    [
+        (["config.yml"], "run", 5.0),
+        (["--grace", "7", "config.yml"], "run", 7.0),
+        (["config.yml", "--grace", "7"], "run", 7.0),
+        (["--grace=7", "config.yml"], "run", 7.0),
+        (["run", "config.yml"], "run", 5.0),
+        (["run", "--grace", "7", "config.yml"], "run", 7.0),
+        (["check", "config.yml"], "check", None),
+    ],
+)
+def test_command_lines_parse_to_their_command(
+    argv: list[str], command: str, grace: float | None
+) -> None:
+    """A config alone (with --grace before or after it) runs; ``check`` checks."""
+    invocation = cli.parse(argv)
+    assert command == invocation.command.name
+    assert Path("config.yml") == invocation.options.config
+    assert grace == getattr(invocation.options, "grace", None)
+
+
+def test_demo_parses_its_options() -> None:
+    """``demo`` takes its own options, the format in any case."""
+    invocation = cli.parse(
+        ["demo", "--seconds", "3", "--format", "cef", "--rate-limit", "30"]
+    )
+    assert invocation.command.name == "demo"
+    options = invocation.options
+    assert (
+        options.seconds,
+        options.format,
+        options.rate_limit,
+        options.backlog,
+    ) == (3.0, "CEF", 30.0, None)
+
+
+@pytest.mark.parametrize("argv", [["./check"], ["run", "check"], ["--", "check"]])
+def test_a_config_named_like_a_command_can_still_be_run(argv: list[str]) -> None:
+    """A config file called ``check`` runs as ``./check`` or ``run check``."""
+    invocation = cli.parse(argv)
+    assert ("run", Path("check")) == (
+        invocation.command.name,
+        invocation.options.config,
+    )
+
+
+def test_main_dispatches_to_the_parsed_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` runs the command the table maps the command line to."""
+    calls: list[tuple[Path, float]] = []
+
+    def fake_run(path: Path, *, grace: float, stderr: object) -> int:
+        del stderr
+        calls.append((path, grace))
+        return 7
+
+    monkeypatch.setattr(cli, "run", fake_run)
+    assert main(["config.yml", "--grace", "2"]) == 7
+    assert [(Path("config.yml"), 2.0)] == calls
+
+
+def test_help_lists_every_command() -> None:
+    """``--help`` shows each command of the table and how to name a config."""
+    status, out, _ = run_cli("--help")
+    assert status == 0
+    for command in cli.COMMANDS:
+        assert f"  {command.synopsis} " in out
+    assert "trio-dls run check" in out
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["check", "--version"]])
+def test_version_anywhere_before_the_config(argv: list[str]) -> None:
+    """``--version`` works before or after a command name, as it did."""
+    status, out, _ = run_cli(*argv)
+    assert (status, out) == (0, f"trio-dls {__version__}\n")
+
+
+def test_an_unknown_option_exits_2_with_argparses_message() -> None:
+    """An option no command knows exits 2, with usage and argparse's error."""
+    status, out, err = run_cli("config.yml", "--bogus")
+    assert (status, out) == (2, "")
+    assert err.startswith("usage: trio-dls ")
+    assert err.endswith("trio-dls: error: unrecognized arguments: --bogus\n")
+
+
+def test_no_config_exits_2_asking_for_one() -> None:
+    """``trio-dls`` alone exits 2 and says CONFIG is required."""
+    status, _, err = run_cli()
+    assert status == 2
+    assert err.endswith("error: the following arguments are required: CONFIG\n")
 
 
 def spawn(config: Path, *args: str) -> subprocess.Popen[str]:

@@ -1,7 +1,10 @@
-"""The command line: ``trio-dls CONFIG``, ``trio-dls check CONFIG``, exit codes.
+"""The command line: ``trio-dls [run] CONFIG``, ``check``, ``demo``, exit codes.
 
-This module turns outcomes into exit statuses and one-line messages; it never
-lets a traceback reach an operator for a mistake they can fix:
+Commands are rows of ``COMMANDS``, each an argparse subparser; a command line
+that does not start with a command's name runs the daemon, as duo_log_sync's
+``duo_log_sync CONFIG`` does.  This module turns outcomes into exit statuses
+and one-line messages; it never lets a traceback reach an operator for a
+mistake they can fix:
 
 * 0: stopped cleanly (SIGTERM, SIGINT), or ``check`` found the config valid;
 * 1: a fatal runtime error, such as credentials Duo rejects;
@@ -17,9 +20,12 @@ import argparse
 import logging
 import signal
 import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
+import attrs
 import trio
 
 from trio_dls import __version__, logs
@@ -39,18 +45,14 @@ EXIT_OK: Final = 0
 EXIT_FATAL: Final = 1
 EXIT_CONFIG: Final = 2
 
-DESCRIPTION: Final = """\
+INTRO: Final = """\
 trio-dls pulls Duo Security logs (auth, adminaction, telephony, trustmonitor,
 activity) through Duo's Admin API and sends every record to your SIEM over
 TCP, TLS or UDP, as JSON or CEF. It reads duo_log_sync's config file unchanged
 and runs in the foreground: start it under systemd, Docker or Kubernetes.
+"""
 
-commands:
-  trio-dls CONFIG           run until SIGTERM or SIGINT (Ctrl-C)
-  trio-dls check CONFIG     validate CONFIG and show what would run
-  trio-dls demo             run against a bundled fake Duo API (no account
-                            needed); see trio-dls demo --help
-
+EXIT_STATUS: Final = """\
 exit status:
   0  stopped cleanly, or check found CONFIG valid
   1  fatal runtime error (e.g. Duo rejected the credentials)
@@ -59,39 +61,60 @@ exit status:
 """
 
 
-def _parser(prog: str, *, command: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog if command is None else f"{prog} {command}",
-        description=DESCRIPTION if command is None else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--version", action="version", version=f"trio-dls {__version__}"
-    )
+@attrs.frozen
+class Command:
+    """A subcommand: its name, its line in ``--help``, its arguments, its action.
+
+    A new command (``status``, ``upgrade-config``) is a new entry in
+    ``COMMANDS``; nothing else in this module needs to change.
+    """
+
+    name: str
+    synopsis: str
+    """The command line as ``--help`` shows it, e.g. ``trio-dls check CONFIG``."""
+    summary: str
+    """What it does, in a few words, for ``--help``."""
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    action: Callable[[argparse.Namespace], int]
+    """Runs the command with its parsed options; returns the exit status."""
+    description: str | None = None
+    """The text of ``trio-dls NAME --help``; the summary when None."""
+
+
+@attrs.frozen
+class Invocation:
+    """A parsed command line: which command, with which options."""
+
+    command: Command
+    options: argparse.Namespace
+
+    def __call__(self) -> int:
+        """Run the command; return the exit status."""
+        return self.command.action(self.options)
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config",
         metavar="CONFIG",
         type=Path,
         help="a duo_log_sync config file (YAML); see sample_config.yml",
     )
-    if command is None:
-        parser.add_argument(
-            "--grace",
-            type=float,
-            default=DEFAULT_GRACE,
-            metavar="SECONDS",
-            help="on SIGTERM/SIGINT, how long deliveries in flight may take "
-            f"to finish before trio-dls exits anyway (default {DEFAULT_GRACE:g})",
-        )
-    return parser
 
 
-def _demo_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trio-dls demo",
-        description="Run trio-dls against the bundled fake Duo API and five "
-        "local listeners standing in for SIEMs; no Duo account, no network.",
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long deliveries in flight may take "
+        f"to finish before trio-dls exits anyway (default {DEFAULT_GRACE:g})",
     )
+    _add_config(parser)
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="how long to run (default 10)"
     )
@@ -118,30 +141,150 @@ def _demo_parser() -> argparse.ArgumentParser:
         help="records per endpoint in the fake's two days of logs "
         "(default: a few hundred; try 20000 with --rate-limit 30 --seconds 60)",
     )
-    return parser
+
+
+def _run_command(options: argparse.Namespace) -> int:
+    return run(options.config, grace=options.grace, stderr=sys.stderr)
+
+
+def _check_command(options: argparse.Namespace) -> int:
+    return check(options.config, sys.stdout, sys.stderr)
+
+
+def _demo_command(options: argparse.Namespace) -> int:
+    # The fake Duo API (and trustme, cryptography) is for the demo only:
+    # the daemon and check never load it.
+    from trio_dls import demo  # noqa: PLC0415
+
+    return demo.main(
+        sys.stdout,
+        seconds=options.seconds,
+        log_format=options.format,
+        rate_limit=options.rate_limit,
+        backlog=options.backlog,
+    )
+
+
+COMMANDS: Final = (
+    Command(
+        name="run",
+        synopsis="trio-dls CONFIG",
+        summary="run until SIGTERM or SIGINT (Ctrl-C)",
+        add_arguments=_add_run_arguments,
+        action=_run_command,
+        description="Run until SIGTERM or SIGINT (Ctrl-C). trio-dls CONFIG is "
+        "short for trio-dls run CONFIG.",
+    ),
+    Command(
+        name="check",
+        synopsis="trio-dls check CONFIG",
+        summary="validate CONFIG and show what would run",
+        add_arguments=_add_config,
+        action=_check_command,
+        description="Validate CONFIG and show what would run, with the skey "
+        "masked; exit 2 listing every mistake, with its line and key.",
+    ),
+    Command(
+        name="demo",
+        synopsis="trio-dls demo",
+        summary="run against a bundled fake Duo API (no account needed); "
+        "see trio-dls demo --help",
+        add_arguments=_add_demo_arguments,
+        action=_demo_command,
+        description="Run trio-dls against the bundled fake Duo API and five "
+        "local listeners standing in for SIEMs; no Duo account, no network.",
+    ),
+)
+
+# duo_log_sync is run as ``duo_log_sync CONFIG``, and trio-dls is a drop-in
+# replacement: a command line that does not start with a command name runs
+# the daemon.
+DEFAULT_COMMAND: Final = "run"
+
+# Options of ``trio-dls`` itself, which must not be handed to the default
+# command.  Their abbreviations (``--vers``) do reach it, and work there too:
+# every command takes -h and --version.
+TOP_LEVEL_OPTIONS: Final = frozenset({"-h", "--help", "--version"})
+
+# Where the summaries start in --help: the column they had before the table.
+_SYNOPSIS_WIDTH: Final = 26
+
+
+def _commands_help() -> str:
+    lines = ["commands:"]
+    for command in COMMANDS:
+        summary = textwrap.wrap(
+            command.summary,
+            width=78 - 2 - _SYNOPSIS_WIDTH,
+            break_on_hyphens=False,
+        )
+        if len(command.synopsis) >= _SYNOPSIS_WIDTH:
+            lines.append(f"  {command.synopsis}")
+        else:
+            first = summary.pop(0)
+            lines.append(f"  {command.synopsis:<{_SYNOPSIS_WIDTH}}{first}")
+        lines += [" " * (2 + _SYNOPSIS_WIDTH) + line for line in summary]
+    names = ", ".join(command.name for command in COMMANDS)
+    note = (
+        f"trio-dls CONFIG is short for trio-dls {DEFAULT_COMMAND} CONFIG. A CONFIG "
+        f"named like a command ({names}) is written with a directory "
+        f"(trio-dls ./check) or after the command (trio-dls {DEFAULT_COMMAND} check)."
+    )
+    lines += ["", *textwrap.wrap(note, width=78, break_on_hyphens=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version", action="version", version=f"trio-dls {__version__}"
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The parser of the whole command line, one subparser per command."""
+    top = argparse.ArgumentParser(
+        prog="trio-dls",
+        usage="%(prog)s [-h] [--version] [COMMAND] ...",
+        description=f"{INTRO}\n{_commands_help()}\n{EXIT_STATUS}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _version(top)
+    # The commands are listed in the description, with their command lines;
+    # argparse's own list would only repeat their names.
+    subparsers = top.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        prog="trio-dls",
+        help=argparse.SUPPRESS,
+    )
+    for command in COMMANDS:
+        sub = subparsers.add_parser(
+            command.name,
+            description=command.description or command.summary,
+        )
+        _version(sub)
+        command.add_arguments(sub)
+    return top
+
+
+def parse(argv: Sequence[str]) -> Invocation:
+    """Parse *argv* (without the program name); exit 2 if it is wrong.
+
+    ``--help`` and ``--version`` print and exit 0, as argparse does.
+    """
+    args = list(argv)
+    names = {command.name for command in COMMANDS}
+    if not args or (args[0] not in names and args[0] not in TOP_LEVEL_OPTIONS):
+        args.insert(0, DEFAULT_COMMAND)
+    options = parser().parse_args(args)
+    by_name = {command.name: command for command in COMMANDS}
+    return Invocation(by_name[options.command], options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "demo":
-        options = _demo_parser().parse_args(args[1:])
-        # The fake Duo API (and trustme, cryptography) is for the demo only:
-        # the daemon and check never load it.
-        from trio_dls import demo  # noqa: PLC0415
-
-        return demo.main(
-            sys.stdout,
-            seconds=options.seconds,
-            log_format=options.format,
-            rate_limit=options.rate_limit,
-            backlog=options.backlog,
-        )
-    if args and args[0] == "check":
-        options = _parser("trio-dls", command="check").parse_args(args[1:])
-        return check(options.config, sys.stdout, sys.stderr)
-    options = _parser("trio-dls", command=None).parse_args(args)
-    return run(options.config, grace=options.grace, stderr=sys.stderr)
+    return parse(sys.argv[1:] if argv is None else argv)()
 
 
 def _load(path: Path, stderr: TextIO) -> Config | None:
