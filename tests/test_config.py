@@ -18,6 +18,9 @@ from trio_dls.cli import check
 from trio_dls.config import (
     ConfigError,
     Environment,
+    KeyPath,
+    Problem,
+    ProblemKind,
     Protocol,
     default_state_directory,
     load_config,
@@ -820,3 +823,139 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     assert [
         f"{path}: not UTF-8 text (at byte offset 26)"
     ] == info.value.render().splitlines()
+
+
+# Problems are values: what a caller (``check``, a future ``upgrade-config``)
+# acts on is the kind, the key path and the suggestion, never the wording.
+
+
+def problem_of(text: str, env: Environment) -> Problem:
+    """Return the one problem of *text*, which must be invalid."""
+    with pytest.raises(ConfigError) as info:
+        load(text, env)
+    [problem] = info.value.problems
+    return problem
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "path", "suggestion"),
+    [
+        (
+            edit("    hostname: 127.0.0.1", "    hostnme: 127.0.0.1"),
+            ProblemKind.UNKNOWN_KEY,
+            ("servers", 0, "hostnme"),
+            "hostname",
+        ),
+        (
+            edit("account:", "accounts:"),
+            ProblemKind.RENAMED_KEY,
+            ("accounts",),
+            "account",
+        ),
+        (
+            edit("  ikey: DIXXXXXXXXXXXXXXXXXX\n", ""),
+            ProblemKind.MISSING,
+            ("account", "ikey"),
+            None,
+        ),
+        (
+            edit("ikey: DIXXXXXXXXXXXXXXXXXX", "ikey:"),
+            ProblemKind.NO_VALUE,
+            ("account", "ikey"),
+            None,
+        ),
+        (
+            edit("port: 9000", "port: 'abc'"),
+            ProblemKind.INVALID,
+            ("servers", 0, "port"),
+            None,
+        ),
+        (
+            BASE[: BASE.index("account:")] + "account:\n  - ikey: x\n",
+            ProblemKind.SHAPE,
+            ("account",),
+            None,
+        ),
+        (
+            edit("server: siem", "server: splunk"),
+            ProblemKind.CROSS_CHECK,
+            ("account", "endpoint_server_mappings", 0, "server"),
+            None,
+        ),
+        (
+            edit("    offset: 30", "    offset: [30"),
+            ProblemKind.SYNTAX,
+            (),
+            None,
+        ),
+        ("", ProblemKind.FILE, (), None),
+    ],
+    ids=[
+        "typo",
+        "renamed",
+        "missing",
+        "no value",
+        "invalid",
+        "shape",
+        "cross-check",
+        "syntax",
+        "empty",
+    ],
+)
+def test_problem_kind_path_and_suggestion(
+    env: Environment,
+    text: str,
+    kind: ProblemKind,
+    path: KeyPath,
+    suggestion: str | None,
+) -> None:
+    """Each sort of mistake is a Problem of its own kind, at its key path."""
+    problem = problem_of(text, env)
+    assert (kind, path, suggestion) == (
+        problem.kind,
+        problem.path,
+        problem.suggestion,
+    )
+
+
+def test_unknown_key_lists_the_keys_allowed_beside_it(env: Environment) -> None:
+    """A key like no other has no suggestion, and lists the keys allowed there."""
+    text = edit("    port: 9000", "    port: 9000\n    colour: blue")
+    problem = problem_of(text, env)
+    assert (problem.kind, problem.suggestion) == (ProblemKind.UNKNOWN_KEY, None)
+    assert "protocol" in problem.expected
+    assert "udp_max_size" in problem.expected
+
+
+def test_a_missing_skey_names_its_alternatives(env: Environment) -> None:
+    """Without any skey the problem is at ``account``, naming the three keys."""
+    problem = problem_of(edit(f"  skey: {SKEY}\n", ""), env)
+    assert (
+        problem.kind,
+        problem.path,
+        problem.expected,
+    ) == (ProblemKind.MISSING, ("account",), ("skey", "skey_file", "skey_env"))
+
+
+def test_a_problem_renders_from_its_fields() -> None:
+    """The message is built from kind and suggestion, not stored as text."""
+    problem = Problem(
+        ProblemKind.UNKNOWN_KEY,
+        ("servers", 0, "hostnme"),
+        suggestion="hostname",
+        line=12,
+    )
+    assert problem.render("config.yml") == (
+        "config.yml:12: servers[0].hostnme: unknown key (did you mean 'hostname'?)"
+    )
+
+
+def test_a_typo_echo_is_dropped_by_its_suggestion(env: Environment) -> None:
+    """The key a typo stands for is not also reported missing (one problem)."""
+    text = edit("  ikey: DIXXXXXXXXXXXXXXXXXX", "  iky: DIXXXXXXXXXXXXXXXXXX")
+    problem = problem_of(text, env)
+    assert (
+        problem.kind,
+        problem.path,
+        problem.suggestion,
+    ) == (ProblemKind.UNKNOWN_KEY, ("account", "iky"), "ikey")

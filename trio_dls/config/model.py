@@ -1,0 +1,243 @@
+"""The configuration model: duo_log_sync's config file as frozen attrs values.
+
+This module owns the shape of a loaded config (``Config`` and the classes it is
+made of), the scalar types that carry a meaning beyond their Python type
+(``Port``, ``OffsetDays``...), the defaults DLS gives to keys left out, and the
+``Secret`` that keeps the skey out of every repr.  It reads nothing and checks
+nothing: turning plain data into these values, strictly, is ``convert``'s job;
+filling in what the file leaves to the environment is ``environment``'s.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final, NewType
+
+import attrs
+
+from trio_dls.endpoints import Endpoint
+from trio_dls.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.framing import (
+    DEFAULT_OVERSIZE_POLICY,
+    DEFAULT_UDP_MAX_SIZE,
+    Framing,
+    OversizePolicy,
+)
+
+
+class Protocol(enum.StrEnum):
+    """How records travel to a server (DLS's names)."""
+
+    TCP = "TCP"
+    TCPSSL = "TCPSSL"
+    UDP = "UDP"
+
+
+class Secret:
+    """A value that must never be printed: repr and str show a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        """Wrap *value*."""
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret itself, for the one place that signs requests."""
+        return self._value
+
+    def __repr__(self) -> str:
+        """Show a mask, never the value."""
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        """Compare by value, so configs with the same secret are equal."""
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        """Hash by value, like the str it wraps."""
+        return hash(self._value)
+
+
+# Scalars with a meaning beyond their Python type; each has a strict hook.
+NonEmptyStr = NewType("NonEmptyStr", str)
+Port = NewType("Port", int)
+# Days as DLS reads them (``timedelta(days=offset)``): fractions are allowed.
+OffsetDays = NewType("OffsetDays", float)
+PositiveSeconds = NewType("PositiveSeconds", float)
+DatagramSize = NewType("DatagramSize", int)
+# The largest UDP payload over IPv4.
+MAX_UDP_MAX_SIZE: Final = 65507
+
+DEFAULT_LOG_FILEPATH: Final = "/tmp/duologsync.log"  # noqa: S108 - DLS's default
+DEFAULT_OFFSET_DAYS: Final = 180
+DEFAULT_POLL_SECONDS: Final = 120.0
+# Below this the poll interval goes against Duo's published guidance ("no more
+# than once per minute"); allowed, since the fetchers adapt to 429s, but said.
+GUIDANCE_POLL_SECONDS: Final = 60.0
+STATE_DIRECTORY_NAME: Final = "trio-dls"
+# ``cert_filepath: system`` trusts the operating system's CAs instead of a file.
+SYSTEM_CAS: Final = "system"
+
+
+@attrs.frozen
+class Api:
+    """``dls_settings.api``: how far back to start, how often to poll."""
+
+    offset: OffsetDays = OffsetDays(float(DEFAULT_OFFSET_DAYS))
+    timeout: PositiveSeconds = PositiveSeconds(DEFAULT_POLL_SECONDS)
+
+
+@attrs.frozen
+class Checkpointing:
+    """``dls_settings.checkpointing``: where cursors are kept.
+
+    An empty ``directory`` stands for the default state directory; the loader
+    replaces it with the resolved path (see ``default_state_directory``).
+    """
+
+    enabled: bool = True
+    directory: str = ""
+
+
+@attrs.frozen
+class Proxy:
+    """``dls_settings.proxy``: an HTTP CONNECT proxy for the Duo API.
+
+    DLS's defaults, ``proxy_server: ''`` and ``proxy_port: 0``, mean no proxy.
+    """
+
+    proxy_server: str = ""
+    proxy_port: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether requests to Duo go through the proxy."""
+        return bool(self.proxy_server)
+
+
+@attrs.frozen
+class DlsSettings:
+    """``dls_settings``: everything about the daemon itself."""
+
+    log_filepath: str = DEFAULT_LOG_FILEPATH
+    log_format: LogFormat = LogFormat.JSON
+    api: Api = Api()
+    checkpointing: Checkpointing = Checkpointing()
+    proxy: Proxy = Proxy()
+
+
+@attrs.frozen
+class Server:
+    """One entry of ``servers``: a SIEM that receives records."""
+
+    id: NonEmptyStr
+    hostname: NonEmptyStr
+    port: Port
+    protocol: Protocol
+    # The CA bundle that verifies a TCPSSL server (DLS's meaning); empty when
+    # not needed, as in DLS's own template.
+    cert_filepath: str = ""
+    # Extensions (see sample_config.yml).
+    framing: Framing = Framing.NEWLINE
+    syslog_header: SyslogHeader = SyslogHeader.NONE
+    syslog_facility: Facility = Facility.USER
+    client_cert_filepath: str = ""
+    client_key_filepath: str = ""
+    tls_server_name: str = ""
+    tls_verify_hostname: bool = True
+    udp_max_size: DatagramSize = DatagramSize(DEFAULT_UDP_MAX_SIZE)
+    udp_oversize: OversizePolicy = DEFAULT_OVERSIZE_POLICY
+
+
+@attrs.frozen
+class EndpointServerMapping:
+    """One entry of ``account.endpoint_server_mappings``."""
+
+    endpoints: tuple[Endpoint, ...]
+    server: NonEmptyStr
+
+
+@attrs.frozen
+class Account:
+    """``account``: the Duo credentials and what to fetch with them.
+
+    Exactly one of ``skey``, ``skey_file`` and ``skey_env`` is given in the
+    file; the loader resolves the other two into ``skey``.
+    """
+
+    ikey: NonEmptyStr
+    hostname: NonEmptyStr
+    endpoint_server_mappings: tuple[EndpointServerMapping, ...]
+    skey: Secret | None = None
+    skey_file: str | None = None
+    skey_env: str | None = None
+    is_msp: bool = False
+    block_list: tuple[str, ...] = ()
+    ca_certs: str | None = None
+
+    @property
+    def api_host(self) -> str:
+        """The API hostname without any ``:port`` (what requests are signed with)."""
+        return split_host_port(self.hostname)[0]
+
+    @property
+    def api_port(self) -> int | None:
+        """The port given with the hostname, or None for HTTPS's 443."""
+        return split_host_port(self.hostname)[1]
+
+    def servers_for(self, endpoint: Endpoint) -> tuple[str, ...]:
+        """Return the ids of the servers *endpoint* is mapped to, in file order."""
+        ids: dict[str, None] = {}
+        for mapping in self.endpoint_server_mappings:
+            if endpoint in mapping.endpoints:
+                ids[mapping.server] = None
+        return tuple(ids)
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every endpoint mapped to at least one server, in a stable order."""
+        return tuple(e for e in Endpoint if self.servers_for(e))
+
+
+@attrs.frozen
+class Config:
+    """A whole config file."""
+
+    version: NonEmptyStr
+    servers: tuple[Server, ...]
+    account: Account
+    dls_settings: DlsSettings = DlsSettings()
+
+    def server(self, server_id: str) -> Server:
+        """Return the server called *server_id*."""
+        for server in self.servers:
+            if server.id == server_id:
+                return server
+        raise KeyError(server_id)
+
+
+def split_host_port(hostname: str) -> tuple[str, int | None]:
+    """Split ``api-x.duosecurity.com:8443`` into host and port (None if absent)."""
+    host, sep, port = hostname.strip().rpartition(":")
+    if sep and host and port.isdigit():
+        return host, int(port)
+    return hostname.strip(), None
+
+
+# The annotations above are strings (``from __future__ import annotations``);
+# the converter and the unknown-key suggestions read them as types, so they are
+# resolved once, here, where the names they mention are in scope.
+for _cls in (
+    Api,
+    Checkpointing,
+    Proxy,
+    DlsSettings,
+    Server,
+    EndpointServerMapping,
+    Account,
+    Config,
+):
+    attrs.resolve_types(_cls)
