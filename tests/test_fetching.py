@@ -37,6 +37,7 @@ from trio_dls.fakeduo import (
 )
 from trio_dls.fakeduo.data import record_key
 from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
+from trio_dls.observe import LogObserver, Observer
 from trio_dls.pacing import INITIAL_INTERVAL, MAX_INTERVAL
 from trio_dls.paging import Limits
 from trio_dls.supervisor import SenderContext, serve
@@ -169,13 +170,18 @@ class Daemon:
     limits: Limits = attrs.Factory(Limits)
     skey: str | None = None  # None: the fake's own, so the signatures match
     outcomes: list[tuple[float, int]] = attrs.Factory(list)  # (time, status)
+    # Told by the fetchers, their store and account discovery; None: each of
+    # a run's parts logs, as it does by default.
+    observer: Observer | None = None
 
     def fetching(self) -> Fetching:
         """The fetcher of this daemon, with a fresh store object."""
+        observer = self.observer or LogObserver()
         store = CheckpointStore(
             Path(self.config.dls_settings.checkpointing.directory),
             enabled=self.config.dls_settings.checkpointing.enabled,
             offload=inline,
+            observer=observer,
         )
         return Fetching(
             api_for=lambda account: InProcessDuo(
@@ -188,6 +194,7 @@ class Daemon:
             host="localhost",
             clock=lambda: BASE + trio.current_time(),
             rng=random.Random(self.seed),
+            observer=observer,
         )
 
     async def run(self, shutdown: Callable[[], Any], grace: float = 30) -> None:
@@ -198,7 +205,9 @@ class Daemon:
             grace=grace,
             fetcher=self.fetching(),
             sender=self.recorder,
-            discover_accounts=AccountDiscovery(InProcessDuo(self.app)),
+            discover_accounts=AccountDiscovery(
+                InProcessDuo(self.app), observer=self.observer or LogObserver()
+            ),
         )
 
     async def run_until_complete(

@@ -42,7 +42,8 @@ from trio_dls.endpoints import Endpoint
 from trio_dls.errors import FatalError
 from trio_dls.formats import LogFormat, MessageSettings, format_message
 from trio_dls.framing import DatagramCounters, Framing, OversizePolicy, frame_datagram
-from trio_dls.senders import Timing, stream_batch
+from trio_dls.observe import Counters, Fanout, LogObserver
+from trio_dls.senders import SiemSender, Timing, stream_batch
 from trio_dls.supervisor import FetcherContext, Page, serve
 from trio_dls.transports import MIN_SETTLE, DatagramConnection, StreamConnection
 
@@ -66,6 +67,12 @@ def expected_stream(
         stream_batch(page, message_settings, framing, fallback_time_ms=0)
         for page in pages
     )
+
+
+def counted_sender(**options: Any) -> tuple[SiemSender, Counters]:
+    """A test sender that logs as the daemon's does, and the totals it keeps."""
+    counters = Counters()
+    return sender(observer=Fanout(LogObserver(), counters), **options), counters
 
 
 async def start_tcp_receiver(nursery: trio.Nursery) -> tuple[StreamReceiver, int]:
@@ -624,7 +631,7 @@ async def test_udp_emsgsize_drops_only_a_record_refused_twice(
         return connection
 
     monkeypatch.setattr(senders, "open_datagram", open_refusing)
-    siem = sender()
+    siem, counters = counted_sender()
     pages = pages_of(1, 3)
     with sock, trio.fail_after(LIMIT):
         await deliver_all(udp_server(port), pages, siem)
@@ -633,8 +640,8 @@ async def test_udp_emsgsize_drops_only_a_record_refused_twice(
     dropped = 3 - len(arrive)
     assert arrive == txids(got)
     assert (len(arrive), dropped) == (
-        siem.counters["siem"].whole,
-        siem.counters["siem"].dropped,
+        counters.datagrams["siem"].whole,
+        counters.datagrams["siem"].dropped,
     )
     said = [
         r.getMessage()
@@ -721,7 +728,7 @@ async def test_udp_oversize_record_follows_the_policy_and_is_counted(
     sock, port = await udp_receiver()
     big = Page(ACCOUNT, Endpoint.AUTH, (pages_of(1, 1, padding=2000)[0].records[0],))
     small = pages_of(1, 2)
-    siem = sender()
+    siem, counters = counted_sender()
     with sock, trio.fail_after(LIMIT):
         await deliver_all(
             udp_server(port, udp_max_size=DatagramSize(480), udp_oversize=policy),
@@ -741,7 +748,7 @@ async def test_udp_oversize_record_follows_the_policy_and_is_counted(
         expected = DatagramCounters(whole=2, truncated=1, lost_bytes=framed.lost_bytes)
     else:
         expected = DatagramCounters(whole=2, dropped=1, lost_bytes=len(message))
-    assert expected == siem.counters["siem"]
+    assert expected == counters.datagrams["siem"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert (
@@ -755,7 +762,7 @@ async def test_udp_datagram_the_system_refuses_is_dropped_and_counted() -> None:
     sock, port = await udp_receiver()
     huge = Page(ACCOUNT, Endpoint.AUTH, (pages_of(1, 1, padding=70_000)[0].records[0],))
     small = pages_of(1, 2)
-    siem = sender()
+    siem, counters = counted_sender()
     # Above what the config accepts, so that the datagram reaches the socket.
     server = udp_server(port, udp_max_size=DatagramSize(100_000))
     with sock, trio.fail_after(LIMIT):
@@ -763,7 +770,8 @@ async def test_udp_datagram_the_system_refuses_is_dropped_and_counted() -> None:
         got = await receive_datagrams(sock, 2)
 
     assert txids(got) == ["tx-000000", "tx-000001"]
-    assert (siem.counters["siem"].whole, siem.counters["siem"].dropped) == (2, 1)
+    datagrams = counters.datagrams["siem"]
+    assert (datagrams.whole, datagrams.dropped) == (2, 1)
 
 
 AddressInfo = (
@@ -885,7 +893,7 @@ async def test_tcp_record_that_cannot_be_written_is_sent_repaired_and_counted(
     """A lone surrogate in CEF arrives as U+FFFD, the page intact, logged once."""
     receiver, port = await start_tcp_receiver(nursery)
     page = page_with_a_lone_surrogate()
-    siem = sender()
+    siem, counters = counted_sender()
     with trio.fail_after(LIMIT):
         await deliver_all(make_server(port), [page], siem, log_format=LogFormat.CEF)
         await receiver.wait_for(lambda r: r.data.count(b"\n") == 3)
@@ -901,7 +909,7 @@ async def test_tcp_record_that_cannot_be_written_is_sent_repaired_and_counted(
     [warning] = repair_warnings(caplog)
     assert "auth record (txid 'tx-000001')" in warning
     assert "lone surrogates in duser replaced by U+FFFD" in warning
-    assert siem.repaired["siem"].records == 1
+    assert counters.repaired["siem"] == 1
 
 
 async def test_a_page_written_again_reports_its_repair_once() -> None:
@@ -909,7 +917,7 @@ async def test_a_page_written_again_reports_its_repair_once() -> None:
     held = await bound_not_listening()
     port = held.getsockname()[1]
     receiver = StreamReceiver()
-    siem = sender()
+    siem, counters = counted_sender()
     with (
         LogWaiter("trio_dls.senders", "sent repaired") as repairs,
         LogWaiter("trio_dls.senders", "attempt") as retries,
@@ -934,7 +942,7 @@ async def test_a_page_written_again_reports_its_repair_once() -> None:
             await receiver.wait_for(lambda r: r.data.count(b"\n") == 3)
             inner.cancel_scope.cancel()
 
-    assert (repairs.count, siem.repaired["siem"].records) == (1, 1)
+    assert (repairs.count, counters.repaired["siem"]) == (1, 1)
 
 
 async def test_udp_record_that_cannot_be_written_is_sent_repaired_and_counted(
@@ -942,7 +950,7 @@ async def test_udp_record_that_cannot_be_written_is_sent_repaired_and_counted(
 ) -> None:
     """Over UDP the repaired record is one datagram among the others, counted."""
     sock, port = await udp_receiver()
-    siem = sender()
+    siem, counters = counted_sender()
     with sock, trio.fail_after(LIMIT):
         await deliver_all(
             udp_server(port),
@@ -959,4 +967,4 @@ async def test_udp_record_that_cannot_be_written_is_sent_repaired_and_counted(
         "jos\u00e9.n\u00fa\u00f1ez2",
     ]
     assert len(repair_warnings(caplog)) == 1
-    assert (siem.repaired["siem"].records, siem.counters["siem"].whole) == (1, 3)
+    assert (counters.repaired["siem"], counters.datagrams["siem"].whole) == (1, 3)

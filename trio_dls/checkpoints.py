@@ -26,12 +26,19 @@ On a first start (no trio-dls file for a pair, not even one set aside), a
 duo_log_sync checkpoint file in the same directory is imported (see
 ``trio_dls.cursors``), so a DLS user switches without replaying 180 days.
 DLS's files are left untouched.  docs/cursors.md tells the whole story.
+
+The store writes no log line: what it finds and does is told to its observer
+(``trio_dls.observe``) as events, ``CursorRestored``, ``CursorLost``,
+``DlsCheckpointImported``, ``DlsCheckpointIgnored`` when loading,
+``CursorSaveFailed`` at every failed save (with how many in a row) and
+``CursorSaveRecovered`` after them.  A load works in a thread, and observers
+are called on trio's, so a load collects its events and tells them once the
+thread is done.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 import time
@@ -52,13 +59,23 @@ from trio_dls.cursors import (
     units_per_second,
 )
 from trio_dls.errors import FatalError
+from trio_dls.observe import LogObserver
+from trio_dls.observe.events import (
+    CorruptFile,
+    CursorLost,
+    CursorRestored,
+    CursorSaveFailed,
+    CursorSaveRecovered,
+    DlsCheckpointIgnored,
+    DlsCheckpointImported,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from trio_dls.endpoints import Endpoint
-
-log = logging.getLogger(__name__)
+    from trio_dls.observe import Observer
+    from trio_dls.observe.events import Event
 
 Offload = Callable[..., Awaitable[Any]]
 
@@ -101,22 +118,6 @@ def _set_aside_from(name: str) -> str | None:
     return name.partition(CORRUPT_MARK)[0].removesuffix(PREVIOUS_SUFFIX)
 
 
-def _utc(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def _how_long(seconds: float) -> str:
-    """Say a duration as an operator reads it in a log line."""
-    seconds = max(0.0, seconds)
-    if seconds < 2 * 60:
-        return f"{seconds:.0f} seconds"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} minutes"
-    if seconds < 2 * 86_400:
-        return f"{round(seconds / 3600, 1):g} hours"
-    return f"{round(seconds / 86_400, 1):g} days"
-
-
 def _write_synced(path: Path, data: bytes) -> None:
     with path.open("wb") as file:
         file.write(data)
@@ -135,22 +136,26 @@ class CheckpointStore:
         offload: Offload = trio.to_thread.run_sync,
         offset_days: float | None = None,
         clock: Callable[[], float] = time.time,
+        observer: Observer | None = None,
     ) -> None:
         """Keep cursors in *directory* (created on first use) if *enabled*.
 
         *offload* runs the blocking file work; a worker thread by default.
         Tests on trio's virtual clock run it inline instead, because the clock
         would jump ahead while a thread works.  *offset_days*, the configured
-        ``api.offset``, is only told in the log line of a restart from it;
+        ``api.offset``, is only told in the event of a restart from it;
         *clock* (UTC epoch seconds) dates set-aside files and says how far
-        back a restart goes.
+        back a restart goes.  *observer* is told what the store finds and
+        does (a ``LogObserver`` when not given).
         """
         self.directory = directory
         self.enabled = enabled
         self._offload = offload
         self._offset_days = offset_days
         self._clock = clock
-        self._save_failing = False
+        self._observer: Observer = observer or LogObserver()
+        # Failed saves in a row, of any pair: the store has one directory.
+        self._save_failures = 0
         # Corrupt cursor files that could not be renamed aside: the next save
         # must not keep them as the previous copy.
         self._unmovable: set[str] = set()
@@ -220,44 +225,58 @@ class CheckpointStore:
         """
         if not self.enabled:
             return None
+        events: list[Event] = []
         cursor: Cursor | None = await self._offload(
-            self._load, endpoint, child_account_id
+            self._load, endpoint, child_account_id, events
         )
+        for event in events:
+            self._observer(event)
         return cursor
 
-    def _load(self, endpoint: Endpoint, child_account_id: str | None) -> Cursor | None:
+    def _load(
+        self,
+        endpoint: Endpoint,
+        child_account_id: str | None,
+        events: list[Event],
+    ) -> Cursor | None:
+        """Return the pair's cursor, adding to *events* what is worth telling."""
         name = cursor_file_name(endpoint, child_account_id)
         path = self.directory / name
         previous = self.directory / previous_file_name(endpoint, child_account_id)
-        problems: list[str] = []
+        corrupt: CorruptFile | None = None
         data = self._read(path)
         if data is not None:
             try:
                 return self._decode(endpoint, path, data)
             except CorruptCursorError as exc:
-                moved = self._put_aside(path)
-                problems.append(f"the cursor file {path} is corrupt ({exc}); {moved}")
+                corrupt = self._put_aside(path, exc)
+        previous_corrupt: CorruptFile | None = None
         data = self._read(previous)
         if data is not None:
             try:
                 cursor = self._decode(endpoint, previous, data)
             except CorruptCursorError as exc:
-                moved = self._put_aside(previous)
-                problems.append(
-                    f"its previous copy is corrupt too ({exc}); {moved}"
-                    if problems
-                    else f"the cursor file {path} is missing and its previous "
-                    f"copy {previous.name} is corrupt ({exc}); {moved}"
-                )
+                previous_corrupt = self._put_aside(previous, exc)
             else:
-                self._report_previous(endpoint, path, cursor, problems)
+                position = cursor.mintime / units_per_second(endpoint)
+                events.append(
+                    CursorRestored(
+                        endpoint,
+                        child_account_id,
+                        path,
+                        corrupt,
+                        position=position,
+                        age=self._clock() - position,
+                    )
+                )
                 return cursor
-        elif problems:
-            problems.append("there is no previous copy")
-        if problems or name in self._names_set_aside():
-            self._report_offset(endpoint, child_account_id, path, problems)
+        damaged = corrupt is not None or previous_corrupt is not None
+        if damaged or name in self._names_set_aside():
+            events.append(
+                self._lost(endpoint, child_account_id, corrupt, previous_corrupt)
+            )
             return None
-        return self._import_dls(endpoint, child_account_id)
+        return self._import_dls(endpoint, child_account_id, events)
 
     @staticmethod
     def _read(path: Path) -> bytes | None:
@@ -277,8 +296,8 @@ class CheckpointStore:
         except NewerCursorError as exc:
             raise exc.at(str(path)) from None
 
-    def _put_aside(self, path: Path) -> str:
-        """Rename a corrupt file aside; return what happened, for the log line."""
+    def _put_aside(self, path: Path, error: CorruptCursorError) -> CorruptFile:
+        """Rename a corrupt file aside; return what happened, to be told."""
         self._names_set_aside().add(path.name.removesuffix(PREVIOUS_SUFFIX))
         # No colons: they are not allowed in file names on SMB shares.
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
@@ -289,8 +308,8 @@ class CheckpointStore:
             # Carry on without it: the file's position is lost either way, and
             # raising would stop every endpoint for one bad file.
             self._unmovable.add(path.name)
-            return f"could not move it aside: {exc.strerror or exc}"
-        return f"moved it to {aside.name}"
+            return CorruptFile(path, str(error), None, str(exc.strerror or exc))
+        return CorruptFile(path, str(error), aside.name)
 
     def _names_set_aside(self) -> set[str]:
         with self._set_aside_lock:
@@ -303,55 +322,27 @@ class CheckpointStore:
                 self._set_aside = {name for name in found if name}
             return self._set_aside
 
-    def _report_previous(
-        self, endpoint: Endpoint, path: Path, cursor: Cursor, problems: list[str]
-    ) -> None:
-        position = cursor.mintime / units_per_second(endpoint)
-        when = f"{_utc(position)}, {_how_long(self._clock() - position)} ago"
-        if problems:
-            log.error(
-                "%s; resuming from the previous saved position (%s): at most "
-                "one page is sent again",
-                "; ".join(problems),
-                when,
-            )
-        else:
-            log.warning(
-                "the cursor file %s is missing but its previous copy is there; "
-                "resuming from its position (%s): at most one page is sent again",
-                path,
-                when,
-            )
-
-    def _report_offset(
+    def _lost(
         self,
         endpoint: Endpoint,
         child_account_id: str | None,
-        path: Path,
-        problems: list[str],
-    ) -> None:
-        if not problems:
-            problems = [f"the cursor file {path} is missing (set aside as corrupt)"]
-        how_far = (
-            f", up to {self._offset_days:g} days back"
-            if self._offset_days is not None
-            else ""
-        )
+        corrupt: CorruptFile | None,
+        previous_corrupt: CorruptFile | None,
+    ) -> CursorLost:
         dls = self.directory / dls_file_name(endpoint, child_account_id)
-        ignored = (
-            f"; the DLS checkpoint {dls.name} is older and is not used"
-            if dls.is_file()
-            else ""
-        )
-        log.error(
-            "%s; starting from the configured offset%s (dls_settings.api.offset)%s",
-            "; ".join(problems),
-            how_far,
-            ignored,
+        return CursorLost(
+            endpoint,
+            child_account_id,
+            self.directory / cursor_file_name(endpoint, child_account_id),
+            self.directory / previous_file_name(endpoint, child_account_id),
+            corrupt,
+            previous_corrupt,
+            offset_days=self._offset_days,
+            dls_ignored=dls if dls.is_file() else None,
         )
 
     def _import_dls(
-        self, endpoint: Endpoint, child_account_id: str | None
+        self, endpoint: Endpoint, child_account_id: str | None, events: list[Event]
     ) -> Cursor | None:
         name = dls_file_name(endpoint, child_account_id)
         path = self.directory / name
@@ -360,15 +351,17 @@ class CheckpointStore:
         try:
             cursor = parse_dls_checkpoint(endpoint, path.read_bytes())
         except (CorruptCursorError, OSError) as exc:
-            log.warning("ignoring the DLS checkpoint %s: %s", path, exc)
+            events.append(
+                DlsCheckpointIgnored(endpoint, child_account_id, path, str(exc))
+            )
             return None
-        log.info("continuing from the DLS checkpoint %s", path)
+        events.append(DlsCheckpointImported(endpoint, child_account_id, path))
         return cursor
 
     async def save(
         self, endpoint: Endpoint, child_account_id: str | None, cursor: Cursor
     ) -> None:
-        """Save *cursor* atomically; a failure is logged, never raised.
+        """Save *cursor* atomically; a failure is told, never raised.
 
         A cursor that could not be saved costs duplicates after a restart (the
         pages since the last save are sent again), never a loss; stopping the
@@ -381,18 +374,16 @@ class CheckpointStore:
         try:
             await self._offload(self._write, name, data)
         except OSError as exc:
-            if not self._save_failing:
-                log.error(  # noqa: TRY400 - one line per state change
-                    "cannot save cursors in %s: %s; a restart will re-send the "
-                    "records since the last saved cursor",
-                    self.directory,
-                    exc.strerror or exc,
+            self._save_failures += 1
+            self._observer(
+                CursorSaveFailed(
+                    self.directory, str(exc.strerror or exc), self._save_failures
                 )
-            self._save_failing = True
+            )
         else:
-            if self._save_failing:
-                log.info("cursors are saved again in %s", self.directory)
-            self._save_failing = False
+            if self._save_failures:
+                self._observer(CursorSaveRecovered(self.directory, self._save_failures))
+            self._save_failures = 0
 
     def _write(self, name: str, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ import trio
 from trio_dls.checkpoints import CheckpointStore
 from trio_dls.duo import THREADS, ThreadedDuoApi
 from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
-from trio_dls.senders import send_to_siem
+from trio_dls.observe import Counters, Fanout, LogObserver
+from trio_dls.senders import SiemSender
 from trio_dls.supervisor import (
     DEFAULT_GRACE,
     AccountRef,
@@ -37,10 +38,13 @@ async def run_daemon(
 ) -> None:
     """Fetch from Duo and send to the servers of *config* until triggered."""
     checkpointing = config.dls_settings.checkpointing
+    # One set of observers for the whole pipeline: the log and the totals.
+    observer = Fanout(LogObserver(), Counters())
     store = CheckpointStore(
         Path(checkpointing.directory),
         enabled=checkpointing.enabled,
         offset_days=config.dls_settings.api.offset,
+        observer=observer,
     )
     await store.prepare()
     limiter = trio.CapacityLimiter(THREADS)
@@ -63,8 +67,11 @@ async def run_daemon(
             store=store,
             settings=FetchSettings.from_config(config),
             host=config.account.api_host,
+            observer=observer,
         ),
-        sender=send_to_siem,
-        discover_accounts=AccountDiscovery(api_for(AccountRef(config.account.ikey))),
+        sender=SiemSender(observer=observer),
+        discover_accounts=AccountDiscovery(
+            api_for(AccountRef(config.account.ikey)), observer=observer
+        ),
         task_status=task_status,
     )

@@ -10,11 +10,18 @@ A fetcher runs the pure paging rules (``trio_dls.paging``) against Duo:
    ``api.timeout`` seconds and plan again.
 3. The ``RateBudget`` says when; the request goes out through ``DuoApi``.
    A 429 teaches the budget Duo's limit; any other failure waits out a
-   ``Backoff`` and is reported at a falling rate (``FailureReport``).
-   Neither is ever fatal; only rejected credentials are.
+   ``Backoff``.  Neither is ever fatal; only rejected credentials are.
 4. ``apply_response`` turns the answer into records and the next cursor; the
    records go to every mapped sender as one page (``Outputs.deliver`` returns
    once all of them wrote it), and only then is the cursor saved.
+
+What happens is told to the fetcher's observer (``trio_dls.observe``) as it
+happens, every occurrence: ``Backlog`` and ``CaughtUp``, ``PageDelivered`` and
+``Behind`` per page, ``RateLimited`` per 429, ``ApiFailed`` per failure (with
+how many in a row) and ``ApiRecovered`` at the end of a run of them,
+``PlanningWarning`` and ``ClockSkew``.  This module writes no log line: what
+is worth saying, and how often (a persisting failure at a falling rate), is
+the log observer's decision.
 
 "Now", for planning, is the earlier of this host's clock and Duo's (learnt
 from the ``Date`` of every answer, ``DuoClock``, shared by all fetchers): a
@@ -35,7 +42,6 @@ waits use trio's clock.  Tests inject a ``clock`` tied to trio's virtual one.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable
@@ -45,6 +51,7 @@ import attrs
 import trio
 
 from trio_dls.checkpoints import CheckpointStore
+from trio_dls.cursors import units_per_second
 from trio_dls.duo import (
     CredentialsRejectedError,
     DuoApi,
@@ -54,6 +61,22 @@ from trio_dls.duo import (
 )
 from trio_dls.duoclock import DuoClock
 from trio_dls.endpoints import EVENTTYPES
+from trio_dls.observe import LogObserver, Observer
+from trio_dls.observe.events import (
+    AccountListFailed,
+    AccountsListed,
+    ApiFailed,
+    ApiRecovered,
+    Backlog,
+    Behind,
+    CaughtUp,
+    ClockSkew,
+    ClockState,
+    NoChildAccount,
+    PageDelivered,
+    PlanningWarning,
+    RateLimited,
+)
 from trio_dls.pacing import Backoff, RateBudget
 from trio_dls.paging import (
     Limits,
@@ -64,15 +87,12 @@ from trio_dls.paging import (
     first_cursor,
     plan_request,
 )
-from trio_dls.reporting import FailureReport
 from trio_dls.supervisor import AccountRef, FetcherContext, Page, StopSignal
 
 if TYPE_CHECKING:
     from trio_dls.config import Config
     from trio_dls.cursors import Cursor
     from trio_dls.endpoints import Endpoint
-
-log = logging.getLogger(__name__)
 
 ApiFactory = Callable[[AccountRef], DuoApi]
 
@@ -92,60 +112,51 @@ class FetchSettings:
         return cls(poll_interval=api.timeout, offset_days=api.offset)
 
 
-class _StateLog:
-    """Logs a fetcher's state only when it changes, not on every retry."""
+@attrs.define
+class _Streak:
+    """A run of failures of one kind: how many in a row, since when."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.state = ""
+    kind: str = ""
+    failures: int = 0
+    since: float = 0.0
 
-    def enter(self, state: str, level: int, message: str, *args: object) -> None:
-        if state != self.state:
-            log.log(level, "%s: %s", self.name, message % args)
-        self.state = state
+    def failed(self, kind: str, now: float) -> None:
+        # Another kind of failure is a new run (see trio_dls.reporting).
+        if kind != self.kind:
+            self.kind, self.failures, self.since = kind, 0, now
+        self.failures += 1
+
+    def succeeded(self) -> tuple[int, float]:
+        """End the run; return how many failed in it, and since when."""
+        ended = self.failures, self.since
+        self.kind, self.failures = "", 0
+        return ended
 
 
-# Beyond this many seconds between the clocks, the log says so (and again
-# once they agree within the lower figure).
+# Beyond this many seconds between the clocks, they disagree (and agree again
+# once within the lower figure): the gap keeps a clock that wavers about one
+# figure from changing state at every plan.
 CLOCK_SKEW_WARNING: Final = 10.0
 CLOCK_SKEW_AGREED: Final = 5.0
 
 
 class _ClockWatch:
-    """Logs when this host's clock and Duo's start or stop disagreeing."""
+    """Whether this host's clock and Duo's disagree, told at every reading."""
 
     def __init__(self) -> None:
-        self.state = ""
+        self.state = ClockState.IN_STEP
 
-    def note(self, local: float, duo: float | None) -> None:
+    def note(self, local: float, duo: float | None, observer: Observer) -> None:
         if duo is None:
             return
         # Duo's clock is known to the second, rounded down: a clock in step
         # reads up to a second "ahead".
         skew = local - duo
-        state = self.state or "in step"
         if abs(skew) > CLOCK_SKEW_WARNING:
-            state = "ahead" if skew > 0 else "behind"
+            self.state = ClockState.AHEAD if skew > 0 else ClockState.BEHIND
         elif abs(skew) < CLOCK_SKEW_AGREED:
-            state = "in step"
-        if state == self.state or (not self.state and state == "in step"):
-            self.state = state
-            return
-        if state == "ahead":
-            log.warning(
-                "this host's clock is %.0f s ahead of Duo's; windows end by Duo's"
-                " clock (fix NTP: logs are stamped with this host's time)",
-                skew,
-            )
-        elif state == "behind":
-            log.info(
-                "this host's clock is %.0f s behind Duo's; windows end by this"
-                " host's clock, a little later than they could",
-                -skew,
-            )
-        else:
-            log.info("this host's clock and Duo's agree again")
-        self.state = state
+            self.state = ClockState.IN_STEP
+        observer(ClockSkew(skew, self.state))
 
 
 @attrs.define
@@ -164,6 +175,7 @@ class Fetching:
 
     ``clock`` is the wall clock (UTC epoch seconds); ``duo_clock`` what is
     known of Duo's, shared by every fetcher, since one Duo deployment has one.
+    ``observer`` is told what every fetcher does (see the module docstring).
     """
 
     api_for: ApiFactory
@@ -173,12 +185,14 @@ class Fetching:
     clock: Callable[[], float] = time.time
     rng: random.Random = attrs.field(factory=random.Random)
     duo_clock: DuoClock = attrs.Factory(DuoClock)
+    observer: Observer = attrs.Factory(LogObserver)
     _clock_watch: _ClockWatch = attrs.field(factory=_ClockWatch, init=False)
 
-    def _clocks(self) -> _Clocks:
+    def _clocks(self, *, watch: bool = True) -> _Clocks:
         local = self.clock()
         duo = self.duo_clock.now(trio.current_time())
-        self._clock_watch.note(local, duo)
+        if watch:
+            self._clock_watch.note(local, duo, self.observer)
         if duo is None:
             return _Clocks(local, local)
         return _Clocks(min(local, duo), max(local, duo))
@@ -197,10 +211,11 @@ class Fetching:
         """Fetch (account, endpoint) of *context* until told to stop."""
         account, endpoint = context.account, context.endpoint
         limits = self.settings.limits
+        observer = self.observer
         run = _Run(
             context=context,
             api=self.api_for(account),
-            status=_StateLog(f"{account.name}/{endpoint}"),
+            observer=observer,
             budget=RateBudget(rng=self.rng),
             backoff=Backoff(rng=self.rng),
             duo_clock=self.duo_clock,
@@ -232,21 +247,24 @@ class Fetching:
             step = await run.ask(request)
             if step is None:
                 continue  # failed and waited, or stopped
-            # Planning's warnings travel in the step: they are logged once, when
+            # Planning's warnings travel in the step: they are told once, when
             # the cursor that carries their decision is saved, not at each retry.
             for warning in step.warnings:
-                log.warning("%s: %s", run.status.name, warning)
+                observer(PlanningWarning(account, endpoint, warning))
             if not step.caught_up:
-                # Only more pages to come make a backlog: the one page of new
-                # records a poll brings is not worth two log lines.
-                run.status.enter("busy", logging.INFO, "fetching a backlog")
+                observer(Backlog(account, endpoint))
+            position = step.cursor.mintime / units_per_second(endpoint)
             if step.records:
-                await run.deliver(step.records, self.host)
+                await run.deliver(step.records, self.host, position)
             if step.settled or cursor is not None:
                 # An unsettled first request taught only Duo's clock: a first
                 # start keeps following the floor.
                 await self.store.save(endpoint, account.account_id, step.cursor)
                 cursor = step.cursor
+                # Read again: the request and the delivery took time.  Only
+                # planning watches the clocks.
+                now = self._clocks(watch=False).now
+                observer(Behind(account, endpoint, now - position))
             if step.caught_up:
                 run.caught_up()
                 await _wait(context.stop, poll)
@@ -258,17 +276,16 @@ class _Run:
 
     context: FetcherContext
     api: DuoApi
-    status: _StateLog
+    observer: Observer
     budget: RateBudget
     backoff: Backoff
     duo_clock: DuoClock
-    failures: FailureReport = attrs.Factory(FailureReport)
+    streak: _Streak = attrs.Factory(_Streak)
     sent: int = 0
 
     def caught_up(self) -> None:
-        self.status.enter(
-            "idle", logging.INFO, "caught up (%d records sent)", self.sent
-        )
+        context = self.context
+        self.observer(CaughtUp(context.account, context.endpoint, self.sent))
 
     async def ask(self, request: Request) -> Step | None:
         """Send *request* when the budget allows; None if it failed or a stop came."""
@@ -290,47 +307,75 @@ class _Run:
             msg = f"{who}, endpoint {self.context.endpoint}: {exc}"
             raise CredentialsRejectedError(msg) from None
         except RateLimitedError:
-            resume = self.budget.rate_limited(trio.current_time())
-            self.status.enter(
-                "limited",
-                logging.INFO,
-                "Duo's rate limit reached; pacing at %.1f requests a minute",
-                self.budget.requests_per_minute,
+            now = trio.current_time()
+            resume = self.budget.rate_limited(now)
+            self.observer(
+                RateLimited(
+                    self.context.account,
+                    self.context.endpoint,
+                    per_minute=self.budget.requests_per_minute,
+                    retry_in=resume - now,
+                )
             )
             await _wait(stop, resume - trio.current_time())
             return None
         except (TransientApiError, MalformedResponseError) as exc:
             delay = self.backoff.failed()
-            self.status.state = "failing"
-            report = self.failures.failed(
-                _failure_kind(exc), str(exc), trio.current_time()
-            )
-            if report is not None:
-                log.warning(
-                    "%s: %s; retrying (next in %.0f s, backing off)",
-                    self.status.name,
-                    report,
-                    delay,
-                )
+            self.failed(_failure_kind(exc), str(exc), delay)
             await _wait(stop, delay)
             return None
         if stop.is_set:
             return None
-        self.budget.accepted(trio.current_time())
+        now = trio.current_time()
+        self.budget.accepted(now)
         self.backoff.succeeded()
-        recovered = self.failures.succeeded(trio.current_time())
-        if recovered is not None:
-            log.info("%s: %s", self.status.name, recovered)
+        failures, since = self.streak.succeeded()
+        if failures:
+            self.observer(
+                ApiRecovered(
+                    self.context.account,
+                    self.context.endpoint,
+                    failures=failures,
+                    lasted=now - since,
+                    at=now,
+                )
+            )
         return step
 
-    async def deliver(self, records: tuple[dict[str, Any], ...], host: str) -> None:
-        """Enrich *records* as DLS did and hand them to every mapped sender."""
+    def failed(self, kind: str, message: str, delay: float) -> None:
+        """Count a failed request and tell it; the next is in *delay* seconds."""
+        now = trio.current_time()
+        streak = self.streak
+        streak.failed(kind, now)
+        self.observer(
+            ApiFailed(
+                self.context.account,
+                self.context.endpoint,
+                kind=kind,
+                message=message,
+                failures=streak.failures,
+                since=streak.since,
+                at=now,
+                retry_in=delay,
+            )
+        )
+
+    async def deliver(
+        self, records: tuple[dict[str, Any], ...], host: str, position: float
+    ) -> None:
+        """Enrich *records* as DLS did and hand them to every mapped sender.
+
+        *position* is where the cursor that follows them stands.
+        """
         context = self.context
         eventtype = EVENTTYPES[context.endpoint]
         child = context.account.account_id
         page = tuple(enrich(record, eventtype, host, child) for record in records)
         await context.outputs.deliver(Page(context.account, context.endpoint, page))
         self.sent += len(page)
+        self.observer(
+            PageDelivered(context.account, context.endpoint, len(page), position)
+        )
 
 
 def _failure_kind(exc: Exception) -> str:
@@ -365,10 +410,13 @@ class AccountDiscovery:
     An MSP parent with no child account (or only blocked ones) is not done:
     exiting would leave a ``Restart=on-failure`` service down for good, so it
     keeps looking, at a falling rate, until a child appears or a stop comes.
+    Each listing, each list without a child to fetch and each failure to list
+    is told to ``observer``.
     """
 
     api: DuoApi
     rng: random.Random = attrs.field(factory=random.Random)
+    observer: Observer = attrs.Factory(LogObserver)
 
     async def __call__(self, config: Config, stop: StopSignal) -> list[AccountRef]:
         """Return the accounts to fetch for (each child of an MSP parent)."""
@@ -378,45 +426,54 @@ class AccountDiscovery:
         none_yet = Backoff(
             rng=self.rng, first=NO_CHILD_RETRY_FIRST, cap=NO_CHILD_RETRY_CAP
         )
-        report = FailureReport()
+        streak = _Streak()
         while True:
             children = await self._list(stop)
             if stop.is_set:
                 return []
             refs = _children(children, account.block_list)
+            blocked = len(children) - len(refs)
+            self.observer(AccountsListed(children=len(refs), blocked=blocked))
             if refs:
-                if report.failures:
-                    log.info("MSP parent: child accounts found")
                 return refs
             delay = none_yet.failed()
-            said = report.failed(
-                "no child",
-                f"MSP parent: no child account to fetch ({len(children)} listed, "
-                f"{len(children)} in block_list); looking again in {delay:.0f} s",
-                trio.current_time(),
+            now = trio.current_time()
+            streak.failed("no child", now)
+            self.observer(
+                NoChildAccount(
+                    listed=len(children),
+                    blocked=blocked,
+                    retry_in=delay,
+                    failures=streak.failures,
+                    since=streak.since,
+                    at=now,
+                )
             )
-            if said is not None:
-                log.warning("%s", said)
             if not await _wait(stop, delay):
                 return []
 
     async def _list(self, stop: StopSignal) -> list[dict[str, Any]]:
         """Return the Accounts API's list, retrying failures; [] on a stop."""
         backoff = Backoff(rng=self.rng)
-        report = FailureReport()
+        streak = _Streak()
         while True:
             try:
                 with stop.cancels():
                     children = await self.api.list_child_accounts()
             except TransientApiError as exc:
                 delay = backoff.failed()
-                said = report.failed(
-                    _failure_kind(exc),
-                    f"listing MSP child accounts: {exc}",
-                    trio.current_time(),
+                now = trio.current_time()
+                streak.failed(_failure_kind(exc), now)
+                self.observer(
+                    AccountListFailed(
+                        kind=streak.kind,
+                        message=str(exc),
+                        retry_in=delay,
+                        failures=streak.failures,
+                        since=streak.since,
+                        at=now,
+                    )
                 )
-                if said is not None:
-                    log.warning("%s; retrying in %.0f s", said, delay)
                 if not await _wait(stop, delay):
                     return []
                 continue
@@ -427,7 +484,7 @@ def _children(
     children: list[dict[str, Any]], block_list: tuple[str, ...]
 ) -> list[AccountRef]:
     blocked = set(block_list)
-    refs = [
+    return [
         AccountRef(
             name=str(child.get("name") or child["account_id"]),
             account_id=child["account_id"],
@@ -435,9 +492,3 @@ def _children(
         for child in children
         if child["account_id"] not in blocked
     ]
-    log.info(
-        "MSP parent: %d child accounts, %d skipped by block_list",
-        len(refs),
-        len(children) - len(refs),
-    )
-    return refs

@@ -15,8 +15,9 @@ On UDP every message is one datagram (RFC 5426), with no framing, and a
 datagram has a size limit. A message above the configured maximum is never
 lost in silence: the policy either truncates it, on a UTF-8 character
 boundary, with a visible ``...[truncated N bytes]`` marker inside the limit,
-or drops it. Either way ``frame_datagram`` says what happened and the sender
-logs it and counts it (``DatagramCounters``).
+or drops it. Either way ``frame_datagram`` says what happened; the sender
+tells its observer, whose log says so and whose ``trio_dls.observe.Counters``
+keeps each UDP server's ``DatagramCounters``.
 
 This module does no I/O and no logging; it only computes bytes and outcomes.
 """
@@ -83,7 +84,11 @@ class Datagram:
 
 @attrs.define
 class DatagramCounters:
-    """Running totals a UDP sender keeps of what ``frame_datagram`` decided."""
+    """Running totals of what ``frame_datagram`` decided for one UDP server.
+
+    ``trio_dls.observe.Counters`` keeps one per server from the senders'
+    events; ``count`` adds one datagram's outcome directly.
+    """
 
     whole: int = 0
     truncated: int = 0

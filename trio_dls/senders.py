@@ -17,8 +17,8 @@ delivery's ``done`` only once every record of its page is written:
   at once, without waiting.
 * **UDP.**  Each record is one datagram, cut or dropped by the server's
   ``udp_oversize`` policy when above ``udp_max_size``; each such record is
-  logged with its endpoint and sizes and counted in the server's
-  ``DatagramCounters``.  The hostname is resolved when the socket is opened,
+  told to the observer (``DatagramCut``, ``DatagramDropped``) with its
+  endpoint and sizes.  The hostname is resolved when the socket is opened,
   then again only every ``udp_resolve_interval`` seconds or after an error,
   never per record, and in a thread (trio's ``getaddrinfo``).  UDP cannot
   confirm delivery; a datagram counts as written once the kernel took it.  A
@@ -32,9 +32,9 @@ delivery's ``done`` only once every record of its page is written:
 A record no format can write as received (a lone surrogate in a name, an
 impossible event time: ``trio_dls.formats.repair``) is sent repaired, never
 refused: a sender that raised would meet the same page again after the
-restart.  Each such record is logged once, with its endpoint and id, and
-counted in the server's ``RepairCounters``; a page is formatted once per
-delivery, so writing it again after a reconnection logs nothing new.
+restart.  Each such record is told once (``RecordRepaired``); a page is
+formatted once per delivery, so writing it again after a reconnection tells
+nothing new.
 
 Waiting is bounded.  Connecting, by ``connect_timeout``.  Writing, by
 ``write_timeout``: how long a server may go without acknowledging one byte
@@ -51,14 +51,17 @@ channels have no buffer, so nothing piles up in memory) but never a shutdown:
 the supervisor's grace deadline cancels the sender wherever it waits, and a
 cancelled batch is never acknowledged.
 
-Logs say what changes, not every attempt: the first failure (and any change of
-reason) as a warning with what is waiting and when the next try is; further
-attempts at debug level; recovery once, at info.
+The sender writes no log line and keeps no counter: it tells its observer
+(``trio_dls.observe``) every connection (``ServerConnected``), every failed
+attempt with how many in a row (``ServerFailed``), the recovery
+(``ServerRecovered``) and every page written (``PageWritten``, one per page,
+never one per record).  The log observer turns these into a warning at the
+first failure or a change of reason, debug lines for further attempts and one
+line at recovery; ``Counters`` keeps the totals.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import socket
 import time
@@ -70,14 +73,25 @@ import trio
 
 from trio_dls.config import Protocol, Server
 from trio_dls.errors import FatalError
-from trio_dls.formats import MessageSettings, describe_record, render_message
+from trio_dls.formats import MessageSettings, render_message
 from trio_dls.framing import (
-    Datagram,
-    DatagramCounters,
     DatagramOutcome,
     Framing,
     frame_datagram,
     frame_for_stream,
+)
+from trio_dls.observe import LogObserver, Observer
+from trio_dls.observe.events import (
+    ConnectionReplaced,
+    DatagramCut,
+    DatagramDropped,
+    PageWritten,
+    RecordRepaired,
+    ResolveFailed,
+    ServerConnected,
+    ServerFailed,
+    ServerRecovered,
+    ServerRef,
 )
 from trio_dls.pacing import Backoff
 from trio_dls.transports import (
@@ -94,8 +108,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from trio_dls.supervisor import Delivery, Page, SenderContext
-
-log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT: Final = 30.0
 # A slow server acknowledges something every few seconds, however large the
@@ -134,13 +146,6 @@ def _wall_clock_ms() -> int:
 RepairReport = Callable[["Page", Mapping[str, object], tuple[str, ...]], None]
 
 
-@attrs.define
-class RepairCounters:
-    """Running totals of what a server was sent repaired (see the module doc)."""
-
-    records: int = 0
-
-
 def stream_batch(
     page: Page,
     settings: MessageSettings,
@@ -164,57 +169,43 @@ def stream_batch(
     return b"".join(framed)
 
 
-def _describe_page(page: Page) -> str:
-    return f"a page of {len(page.records)} {page.endpoint} record(s)"
-
-
 class _Health:
-    """What has been said about a server, so each change is logged once."""
+    """A server's connections and failures in a row, told as they happen."""
 
-    def __init__(self, server: Server) -> None:
-        self.what = describe_server(server)
+    def __init__(self, server: ServerRef, observer: Observer) -> None:
+        self.server = server
+        self.observer = observer
         self.failures = 0
-        self.reason = ""
         self.ever_connected = False
 
     def connected(self, address: str = "") -> None:
-        where = f" at {address}" if address else ""
-        if not self.ever_connected:
-            log.info("%s: connected%s", self.what, where)
-            self.ever_connected = True
-        else:
-            log.debug("%s: connected again%s", self.what, where)
+        self.observer(
+            ServerConnected(self.server, first=not self.ever_connected, address=address)
+        )
+        self.ever_connected = True
 
-    def failed(self, reason: str, delay: float, waiting: str) -> None:
+    def failed(self, reason: str, delay: float, page: Page) -> None:
         self.failures += 1
-        if self.failures == 1 or reason != self.reason:
-            log.warning(
-                "%s: cannot deliver: %s; retrying in %.1f s, %s waiting"
-                " (until it works, further attempts are logged at debug level)",
-                self.what,
-                reason,
-                delay,
-                waiting,
+        self.observer(
+            ServerFailed(
+                self.server,
+                reason=reason,
+                retry_in=delay,
+                failures=self.failures,
+                endpoint=page.endpoint,
+                records=len(page.records),
             )
-        else:
-            log.debug(
-                "%s: attempt %d failed: %s; retrying in %.1f s",
-                self.what,
-                self.failures,
-                reason,
-                delay,
-            )
-        self.reason = reason
+        )
 
     def delivered(self) -> None:
         if self.failures:
-            log.info(
-                "%s: delivering again, after %d failed attempt(s)",
-                self.what,
-                self.failures,
-            )
+            self.observer(ServerRecovered(self.server, self.failures))
         self.failures = 0
-        self.reason = ""
+
+    def repaired(
+        self, page: Page, record: Mapping[str, object], repairs: tuple[str, ...]
+    ) -> None:
+        self.observer(RecordRepaired(self.server, page.endpoint, record, repairs))
 
 
 @attrs.frozen
@@ -224,35 +215,15 @@ class SiemSender:
     ``hostname`` is how this host's name is found, once per sender, for the
     syslog header and CEF prefix; ``timing``, ``rng`` and ``clock_ms`` (the
     wall clock, for records without an event time) are there for tests.
-    ``counters`` holds each UDP server's ``DatagramCounters`` by server id,
-    ``repaired`` each server's ``RepairCounters``.
+    ``observer`` is told what every server's sender does (see the module
+    docstring).
     """
 
     hostname: Callable[[], str] = socket.gethostname
     timing: Timing = Timing()
     rng: random.Random = attrs.field(factory=random.Random)
     clock_ms: Callable[[], int] = _wall_clock_ms
-    counters: dict[str, DatagramCounters] = attrs.field(factory=dict)
-    repaired: dict[str, RepairCounters] = attrs.field(factory=dict)
-
-    def repair_reporter(self, server: Server) -> RepairReport:
-        """Return what logs and counts each record *server* is sent repaired."""
-        counters = self.repaired.setdefault(server.id, RepairCounters())
-        what = describe_server(server)
-
-        def report(
-            page: Page, record: Mapping[str, object], repairs: tuple[str, ...]
-        ) -> None:
-            counters.records += 1
-            log.warning(
-                "%s: %s record (%s) cannot be written as received; sent repaired: %s",
-                what,
-                page.endpoint,
-                describe_record(record, page.endpoint),
-                "; ".join(repairs),
-            )
-
-        return report
+    observer: Observer = attrs.Factory(LogObserver)
 
     def _settings(self, context: SenderContext) -> MessageSettings:
         name = self.hostname()
@@ -279,8 +250,7 @@ class SiemSender:
         )
         server = context.server
         if server.protocol is Protocol.UDP:
-            counters = self.counters.setdefault(server.id, DatagramCounters())
-            udp = _DatagramSender(self, server, settings, backoff, counters)
+            udp = _DatagramSender(self, server, settings, backoff)
             await udp.run(context.deliveries)
         else:
             stream = _StreamSender(
@@ -306,22 +276,34 @@ class _StreamSender:
         self._settings = settings
         self._backoff = backoff
         self._open = opener
-        self._health = _Health(server)
+        self._observer = owner.observer
+        self._ref = ServerRef.of(server)
+        self._health = _Health(self._ref, owner.observer)
         self._connection: StreamConnection | None = None
 
     async def run(self, deliveries: trio.MemoryReceiveChannel[Delivery]) -> None:
         async with deliveries, trio.open_nursery() as nursery:
             try:
                 async for delivery in deliveries:
+                    page = delivery.page
                     batch = stream_batch(
-                        delivery.page,
+                        page,
                         self._settings,
                         self._server.framing,
                         fallback_time_ms=self._owner.clock_ms(),
-                        report=self._owner.repair_reporter(self._server),
+                        report=self._health.repaired,
                     )
                     if batch:
-                        await self._write(batch, delivery.page, nursery)
+                        await self._write(batch, page, nursery)
+                    self._observer(
+                        PageWritten(
+                            self._ref,
+                            page.account,
+                            page.endpoint,
+                            records=len(page.records),
+                            size=len(batch),
+                        )
+                    )
                     delivery.done.set()
             finally:
                 await self._discard()
@@ -339,7 +321,7 @@ class _StreamSender:
         if self._connection is not None and not self._connection.is_open:
             # Receivers close idle connections (and restart); that is no
             # failure: replace it at once.
-            log.debug("%s: the connection was closed; reopening", self._health.what)
+            self._observer(ConnectionReplaced(self._ref))
             await self._discard()
         if self._connection is None:
             try:
@@ -360,7 +342,7 @@ class _StreamSender:
             except TransportError as exc:
                 await self._discard()
                 delay = self._backoff.failed()
-                self._health.failed(str(exc), delay, _describe_page(page))
+                self._health.failed(str(exc), delay, page)
                 await trio.sleep(delay)
             else:
                 self._backoff.succeeded()
@@ -428,15 +410,15 @@ class _DatagramSender:
         server: Server,
         settings: MessageSettings,
         backoff: Backoff,
-        counters: DatagramCounters,
     ) -> None:
         self._owner = owner
         self._timing = owner.timing
         self._server = server
         self._settings = settings
         self._backoff = backoff
-        self._counters = counters
-        self._health = _Health(server)
+        self._observer = owner.observer
+        self._ref = ServerRef.of(server)
+        self._health = _Health(self._ref, owner.observer)
         self._connection: DatagramConnection | None = None
         self._resolve_at = float("-inf")
 
@@ -452,54 +434,60 @@ class _DatagramSender:
 
     async def _send_page(self, page: Page) -> None:
         fallback_time_ms = self._owner.clock_ms()
-        report = self._owner.repair_reporter(self._server)
+        health, observer, endpoint = self._health, self._observer, page.endpoint
+        limit = self._server.udp_max_size
+        # Counted here and told once for the page: the only events of one
+        # record are for a record cut or dropped.
+        whole = size = 0
         for record in page.records:
             rendered = render_message(
-                record, page.endpoint, self._settings, fallback_time_ms=fallback_time_ms
+                record, endpoint, self._settings, fallback_time_ms=fallback_time_ms
             )
             if rendered.repairs:
-                report(page, record, rendered.repairs)
+                health.repaired(page, record, rendered.repairs)
             message = rendered.data
             datagram = frame_datagram(
-                message,
-                max_size=self._server.udp_max_size,
-                policy=self._server.udp_oversize,
+                message, max_size=limit, policy=self._server.udp_oversize
             )
             if datagram.payload is not None:
                 try:
                     await self._send(datagram.payload, page)
                 except DatagramTooLargeError as exc:
-                    datagram = Datagram(
-                        None, DatagramOutcome.DROPPED, len(message), len(message)
+                    observer(
+                        DatagramDropped(
+                            self._ref, endpoint, len(message), limit, str(exc)
+                        )
                     )
-                    self._oversize(page, datagram, str(exc))
-                    self._counters.count(datagram)
                     continue
-            if datagram.outcome is not DatagramOutcome.WHOLE:
-                self._oversize(page, datagram, "")
-            self._counters.count(datagram)
-
-    def _oversize(self, page: Page, datagram: Datagram, why: str) -> None:
-        if datagram.outcome is DatagramOutcome.TRUNCATED:
-            done = f"truncated, {datagram.lost_bytes} bytes cut"
-        else:
-            done = "dropped"
-        limit = self._server.udp_max_size
-        if datagram.message_size > limit:
-            size = f"is above udp_max_size ({limit})"
-            if why:
-                size += f" and the system refuses it ({why})"
-        else:
-            # Within udp_max_size, but refused twice: the path's limit is lower.
-            size = f"is refused by the system ({why}), though within udp_max_size"
-            size += f" ({limit}): lower udp_max_size"
-        log.warning(
-            "%s: a %s record of %d bytes %s: %s",
-            self._health.what,
-            page.endpoint,
-            datagram.message_size,
-            size,
-            done,
+                size += len(datagram.payload)
+            match datagram.outcome:
+                case DatagramOutcome.WHOLE:
+                    whole += 1
+                case DatagramOutcome.TRUNCATED:
+                    observer(
+                        DatagramCut(
+                            self._ref,
+                            endpoint,
+                            datagram.message_size,
+                            limit,
+                            datagram.lost_bytes,
+                        )
+                    )
+                case DatagramOutcome.DROPPED:
+                    observer(
+                        DatagramDropped(
+                            self._ref, endpoint, datagram.message_size, limit, ""
+                        )
+                    )
+        observer(
+            PageWritten(
+                self._ref,
+                page.account,
+                endpoint,
+                records=len(page.records),
+                size=size,
+                datagrams=whole,
+            )
         )
 
     async def _reopen(self) -> DatagramConnection:
@@ -517,12 +505,7 @@ class _DatagramSender:
                     ) from None
                 raise
             # A DNS hiccup need not stop datagrams to an address that worked.
-            log.warning(
-                "%s: %s; still sending to %s",
-                self._health.what,
-                str(exc) or "the hostname did not resolve in time",
-                current.address,
-            )
+            self._observer(ResolveFailed(self._ref, str(exc), current.address))
             return current
         if self._connection is not None:
             self._connection.close()
@@ -544,14 +527,10 @@ class _DatagramSender:
                     self._connection.close()
                     self._connection = None
                 delay = self._backoff.failed()
-                self._health.failed(str(exc), delay, _describe_page(page))
+                self._health.failed(str(exc), delay, page)
                 await trio.sleep(delay)
             else:
                 if self._health.failures:
                     self._backoff.succeeded()
                     self._health.delivered()
                 return
-
-
-#: The sender to give ``serve`` (``serve(config, ..., sender=send_to_siem)``).
-send_to_siem: Final = SiemSender()
