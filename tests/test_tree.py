@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import trio
 import trio.testing
 
+from tests.observing import RecordingObserver
 from tests.test_fetching import (
     DAY,
     PATIENCE,
@@ -27,9 +28,11 @@ from trio_dls.checkpoints import cursor_file_name
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuoApp, Faults, make_children
 from trio_dls.fakeduo.data import record_key
+from trio_dls.observe.events import AccountAdded, AccountRemoved
 from trio_dls.supervisor import (
     AccountRef,
     AccountTree,
+    Page,
     SenderContext,
     StopSignal,
     serve,
@@ -41,7 +44,6 @@ if TYPE_CHECKING:
 
     from trio_dls.config import Config
     from trio_dls.fetcher import Fetching
-    from trio_dls.supervisor import Page
 
 ENDPOINTS = [Endpoint.AUTH, Endpoint.TELEPHONY]
 
@@ -107,6 +109,7 @@ async def start_tree(
     sender: Sender,
     first: list[AccountRef],
     stop: trio.Event,
+    observer: RecordingObserver | None = None,
 ) -> AccountTree:
     """Start ``serve`` with *first* accounts; return its tree."""
 
@@ -122,6 +125,7 @@ async def start_tree(
             fetcher=fetching,
             sender=sender,
             discover_accounts=discover,
+            observer=observer,
             task_status=task_status,
         )
     )
@@ -145,6 +149,7 @@ async def test_an_account_added_while_others_catch_up_gets_all_its_records(
     sender = Sender()
     stop = trio.Event()
     everything = held(app, ENDPOINTS, [c.account_id for c in children])
+    observer = RecordingObserver()
     with trio.fail_after(PATIENCE):
         async with trio.open_nursery() as nursery:
             tree = await start_tree(
@@ -154,6 +159,7 @@ async def test_an_account_added_while_others_catch_up_gets_all_its_records(
                 sender,
                 children[:2],
                 stop,
+                observer,
             )
             await sender.wait_for(lambda: len(sender.records) > 1000)
             assert of(sender.records, children[2]) == []
@@ -162,6 +168,10 @@ async def test_an_account_added_while_others_catch_up_gets_all_its_records(
             await sender.wait_for(lambda: set(everything) <= set(sender.records))
             stop.set()
     assert_exactly_once(sender.records, everything)
+    assert [e.account for e in observer.of(AccountAdded)] == children
+    assert sorted(e.account.name for e in observer.of(AccountRemoved)) == sorted(
+        c.name for c in children
+    )
 
 
 async def test_an_account_removed_mid_delivery_loses_and_repeats_nothing(

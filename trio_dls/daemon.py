@@ -73,5 +73,6 @@ async def run_daemon(
         discover_accounts=AccountDiscovery(
             api_for(AccountRef(config.account.ikey)), observer=observer
         ),
+        observer=observer,
         task_status=task_status,
     )

@@ -48,7 +48,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -56,6 +56,10 @@ import trio
 from trio_dls.config import Config, Server
 from trio_dls.endpoints import Endpoint
 from trio_dls.formats import LogFormat
+from trio_dls.observe.events import AccountAdded, AccountRemoved
+
+if TYPE_CHECKING:
+    from trio_dls.observe.observer import Observer
 
 log = logging.getLogger(__name__)
 
@@ -260,14 +264,19 @@ class AccountTree:
         fetcher: Fetcher,
         stop: StopSignal,
         grace: float,
+        observer: Observer | None = None,
     ) -> None:
-        """Run accounts in *nursery*, feeding *inputs* as *routing* says."""
+        """Run accounts in *nursery*, feeding *inputs* as *routing* says.
+
+        *observer* is told of each account added and removed.
+        """
         self._nursery = nursery
         self._routing = routing
         self._inputs = inputs
         self._fetcher = fetcher
         self._stop = stop
         self._grace = grace
+        self._observer = observer
         self._running: dict[str | None, _Running] = {}
         self._changed = trio.Event()
 
@@ -294,6 +303,8 @@ class AccountTree:
             for endpoint, ids in self._routing.endpoints.items()
         ]
         self._running[key] = running
+        if self._observer is not None:
+            self._observer(AccountAdded(account))
         self._nursery.start_soon(
             self._run_account, running, contexts, name=f"account {account.name}"
         )
@@ -341,6 +352,8 @@ class AccountTree:
             running.stop.detach()
             del self._running[account_key(running.account)]
             running.done.set()
+            if self._observer is not None:
+                self._observer(AccountRemoved(running.account))
             self._changed.set()
             self._changed = trio.Event()
 
@@ -354,14 +367,16 @@ async def serve(
     fetcher: Fetcher,
     sender: Sender,
     discover_accounts: AccountDiscovery,
+    observer: Observer | None = None,
     task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the tree for *config* until *shutdown_trigger* returns.
 
     *force_trigger*, awaited after the shutdown began, cancels at once when it
     returns; *grace* bounds the graceful part (and the removal of an account).
-    Reports readiness through *task_status*, with the ``AccountTree``, once
-    every task is running (None if stopped before that).
+    *observer* is told of accounts added and removed.  Reports readiness
+    through *task_status*, with the ``AccountTree``, once every task is running
+    (None if stopped before that).
     """
     stop = StopSignal()
     finished = False
@@ -389,7 +404,14 @@ async def serve(
         else:
             routing = Routing.from_config(config)
             await _run_tree(
-                routing, accounts, stop, fetcher, sender, grace, task_status
+                routing,
+                accounts,
+                stop,
+                fetcher,
+                sender,
+                grace,
+                observer,
+                task_status,
             )
         finished = True
         # The tree is done: stop listening for signals.
@@ -410,6 +432,7 @@ async def _run_tree(  # noqa: PLR0917 - a private step of serve
     fetcher: Fetcher,
     sender: Sender,
     grace: float,
+    observer: Observer | None,
     task_status: trio.TaskStatus[AccountTree | None],
 ) -> None:
     async with trio.open_nursery() as tree:
@@ -432,6 +455,7 @@ async def _run_tree(  # noqa: PLR0917 - a private step of serve
                 fetcher=fetcher,
                 stop=stop,
                 grace=grace,
+                observer=observer,
             )
             for account in accounts:
                 living.add(account)
