@@ -19,11 +19,11 @@ import time
 
 import trio
 
-from trio_dls import logs
 from trio_dls.daemon import run_daemon
 from trio_dls.demo import stage
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, Faults
+from trio_dls.observe import logsetup
 
 
 async def catch_up(records: int, log_format: str) -> None:
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--format", default="JSON", choices=["JSON", "CEF"])
     options = parser.parse_args()
-    logs.configure(level=logging.WARNING)
+    logsetup.configure(level=logging.WARNING)
     trio.run(catch_up, options.records, options.format)
 
 

@@ -5,7 +5,7 @@ fetcher tests that measure pacing or simulate hours of catching up need trio's
 virtual clock instead.  This adapter signs each request as duo_client does,
 hands it to ``FakeDuoApp.handle`` (the same code the fake's server runs), waits
 the fake's delay on trio's clock, and turns the answer into what duo_client
-would have raised, through the production ``trio_dls.duo.classify``.  Only the
+would have raised, through the production ``trio_dls.duo.client.classify``.  Only the
 socket and the thread are left out.
 """
 
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trio_dls.duo import CALL_TIMEOUT, DuoAnswer, TransientApiError, classify
-from trio_dls.duoclock import parse_http_date
+from trio_dls.duo.client import CALL_TIMEOUT, DuoAnswer, TransientApiError, classify
+from trio_dls.duo.clock import parse_http_date
 from trio_dls.fakeduo.signing import Credentials, SignedRequest, sign
 from trio_dls.fakeduo.wire import Request
 

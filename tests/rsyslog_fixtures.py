@@ -36,8 +36,8 @@ from trio_dls.config import (
     Server,
 )
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import LogFormat
-from trio_dls.senders import SiemSender, Timing
+from trio_dls.siem.formats import LogFormat
+from trio_dls.siem.senders import SiemSender, Timing
 from trio_dls.supervisor import (
     AccountRef,
     FetcherContext,

@@ -22,7 +22,7 @@ from trio_dls.checkpoints import (
     cursor_file_name,
     previous_file_name,
 )
-from trio_dls.cursors import (
+from trio_dls.duo.cursors import (
     AdminCursor,
     CorruptCursorError,
     NewerCursorError,

@@ -26,7 +26,7 @@ import trio
 
 from trio_dls import __version__, cli
 from trio_dls.cli import main
-from trio_dls.cursors import NewerCursorError
+from trio_dls.duo.cursors import NewerCursorError
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_thread
 
 if TYPE_CHECKING:

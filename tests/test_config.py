@@ -27,8 +27,8 @@ from trio_dls.config import (
     load_config_text,
 )
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import Facility, LogFormat, SyslogHeader
-from trio_dls.framing import Framing, OversizePolicy
+from trio_dls.siem.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.siem.framing import Framing, OversizePolicy
 
 CONFIGS = Path(__file__).parent / "configs"
 SKEY = "sEcReTsKeYsEcReTsKeYsEcReTsKeYsEcReT0042"

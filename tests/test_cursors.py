@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from trio_dls import __version__
-from trio_dls.cursors import (
+from trio_dls.duo.cursors import (
     AdminCursor,
     CorruptCursorError,
     Cursor,

@@ -21,9 +21,9 @@ from tests.test_fetching import (
     held,
     make_app,
 )
+from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuoApp, make_children
-from trio_dls.fetcher import AccountDiscovery
 from trio_dls.supervisor import serve
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import trio.testing
 
 from tests.fakeduo_fixtures import IGNORE_DUO_CLIENT_SSL_WARNING, small_config
 from trio_dls.config import Account, Config, Environment, Proxy, load_config_text
-from trio_dls.duo import (
+from trio_dls.duo.client import (
     CredentialsRejectedError,
     DuoAnswer,
     RateLimitedError,

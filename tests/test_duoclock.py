@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trio_dls.duoclock import DuoClock, parse_http_date
-from trio_dls.reporting import FailureReport
+from trio_dls.duo.clock import DuoClock, parse_http_date
+from trio_dls.observe.reporting import FailureReport
 
 
 @pytest.mark.parametrize(

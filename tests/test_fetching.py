@@ -26,7 +26,10 @@ import trio.testing
 from tests.duo_inprocess import InProcessDuo
 from trio_dls.checkpoints import CheckpointStore
 from trio_dls.config import Config, Environment, load_config_text
-from trio_dls.duo import CredentialsRejectedError
+from trio_dls.duo.client import CredentialsRejectedError
+from trio_dls.duo.discovery import AccountDiscovery
+from trio_dls.duo.pacing import INITIAL_INTERVAL, MAX_INTERVAL
+from trio_dls.duo.paging import Limits
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import (
     DatasetSpec,
@@ -36,10 +39,8 @@ from trio_dls.fakeduo import (
     make_children,
 )
 from trio_dls.fakeduo.data import record_key
-from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
+from trio_dls.fetcher import Fetching, FetchSettings
 from trio_dls.observe import LogObserver, Observer
-from trio_dls.pacing import INITIAL_INTERVAL, MAX_INTERVAL
-from trio_dls.paging import Limits
 from trio_dls.supervisor import SenderContext, serve
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import strategies as st
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats.cef import (
+from trio_dls.siem.formats.cef import (
     cef_message,
     escape_extension_value,
     escape_header_field,

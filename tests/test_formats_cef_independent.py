@@ -18,7 +18,7 @@ import pytest
 from hypothesis import strategies as st
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats.cef import cef_message
+from trio_dls.siem.formats.cef import cef_message
 
 cefp = pytest.importorskip("cefp", reason="the cefp test dependency is missing")
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import strategies as st
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats.eventtime import event_time_ms, iso_to_epoch_ms
+from trio_dls.siem.formats.eventtime import event_time_ms, iso_to_epoch_ms
 
 
 def test_auth_prefers_isotimestamp_milliseconds() -> None:

@@ -31,8 +31,13 @@ from tests.test_formats_cef import (
     strict_parse,
 )
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import LogFormat, MessageSettings, SyslogHeader, render_message
-from trio_dls.framing import (
+from trio_dls.siem.formats import (
+    LogFormat,
+    MessageSettings,
+    SyslogHeader,
+    render_message,
+)
+from trio_dls.siem.framing import (
     DEFAULT_UDP_MAX_SIZE,
     DatagramOutcome,
     Framing,

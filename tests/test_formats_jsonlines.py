@@ -13,8 +13,8 @@ import json
 import hypothesis
 from hypothesis import strategies as st
 
-from trio_dls.formats.jsonlines import json_message
-from trio_dls.framing import Framing, frame_for_stream
+from trio_dls.siem.formats.jsonlines import json_message
+from trio_dls.siem.framing import Framing, frame_for_stream
 
 RECORD = {
     "action": "user_update",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import (
+from trio_dls.siem.formats import (
     Facility,
     LogFormat,
     MessageSettings,

@@ -20,7 +20,7 @@ from tests.test_formats_cef import (
     TRUSTMONITOR,
 )
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import (
+from trio_dls.siem.formats import (
     LogFormat,
     MessageSettings,
     SyslogHeader,
@@ -28,10 +28,10 @@ from trio_dls.formats import (
     format_message,
     render_message,
 )
-from trio_dls.formats.cef import render_cef
-from trio_dls.formats.eventtime import read_event_time
-from trio_dls.formats.jsonlines import render_json
-from trio_dls.formats.repair import describe_value
+from trio_dls.siem.formats.cef import render_cef
+from trio_dls.siem.formats.eventtime import read_event_time
+from trio_dls.siem.formats.jsonlines import render_json
+from trio_dls.siem.formats.repair import describe_value
 
 RECORDS: list[tuple[dict[str, Any], Endpoint]] = [
     (AUTH, Endpoint.AUTH),

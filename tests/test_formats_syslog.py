@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_dls.formats.syslog import (
+from trio_dls.siem.formats.syslog import (
     Facility,
     Severity,
     dls_prefix,

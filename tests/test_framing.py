@@ -13,7 +13,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from trio_dls.framing import (
+from trio_dls.siem.framing import (
     DEFAULT_UDP_MAX_SIZE,
     MIN_UDP_MAX_SIZE,
     Datagram,

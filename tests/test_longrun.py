@@ -22,13 +22,14 @@ import trio.testing
 
 from tests.test_fetching import BASE, DAY, config_for
 from trio_dls.checkpoints import CheckpointStore
-from trio_dls.cursors import AdminCursor
-from trio_dls.duo import DuoAnswer, RateLimitedError, TransientApiError
+from trio_dls.duo.client import DuoAnswer, RateLimitedError, TransientApiError
+from trio_dls.duo.cursors import AdminCursor
+from trio_dls.duo.discovery import AccountDiscovery
+from trio_dls.duo.pacing import RateBudget
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import make_children
-from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
-from trio_dls.pacing import RateBudget
-from trio_dls.reporting import FailureReport
+from trio_dls.fetcher import Fetching, FetchSettings
+from trio_dls.observe.reporting import FailureReport
 from trio_dls.supervisor import SenderContext, serve
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.framing import DatagramCounters
 from trio_dls.observe import Counters, Fanout
 from trio_dls.observe.events import (
     AccountListFailed,
@@ -30,6 +29,7 @@ from trio_dls.observe.events import (
     ServerFailed,
     ServerRef,
 )
+from trio_dls.siem.framing import DatagramCounters
 from trio_dls.supervisor import AccountRef
 
 ACCOUNT = AccountRef("acme")

@@ -20,7 +20,7 @@ from trio_dls.checkpoints import (
     cursor_file_name,
     previous_file_name,
 )
-from trio_dls.cursors import WindowCursor, encode_cursor
+from trio_dls.duo.cursors import WindowCursor, encode_cursor
 from trio_dls.endpoints import Endpoint
 from trio_dls.observe.events import (
     CorruptFile,

@@ -30,10 +30,10 @@ from tests.test_fetching import (
     held,
     make_app,
 )
-from trio_dls.duo import TransientApiError
+from trio_dls.duo.client import TransientApiError
+from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuoApp, Faults, make_children
-from trio_dls.fetcher import AccountDiscovery, Fetching
 from trio_dls.observe import Counters, Fanout, LogObserver
 from trio_dls.observe.events import (
     AccountListFailed,
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import pytest
+
+    from trio_dls.fetcher import Fetching
 
 HOUR = 3600.0
 POLL = 120.0  # api.timeout in config_for

@@ -40,11 +40,8 @@ from tests.test_senders import (
     udp_server,
 )
 from tests.test_transports import refusing_connection
-from trio_dls import senders
 from trio_dls.config import DatagramSize, Protocol, Server
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import LogFormat, MessageSettings, format_message
-from trio_dls.framing import OversizePolicy, frame_datagram
 from trio_dls.observe.events import (
     ConnectionReplaced,
     DatagramCut,
@@ -57,9 +54,12 @@ from trio_dls.observe.events import (
     ServerRecovered,
     ServerRef,
 )
-from trio_dls.senders import Timing
+from trio_dls.siem import senders
+from trio_dls.siem.formats import LogFormat, MessageSettings, format_message
+from trio_dls.siem.framing import OversizePolicy, frame_datagram
+from trio_dls.siem.senders import Timing
+from trio_dls.siem.transports import DatagramConnection, TransportError, open_datagram
 from trio_dls.supervisor import Page, serve
-from trio_dls.transports import DatagramConnection, TransportError, open_datagram
 
 if TYPE_CHECKING:
     import pytest

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from trio_dls.pacing import (
+from trio_dls.duo.pacing import (
     BACKOFF_CAP,
     INITIAL_INTERVAL,
     JITTER,

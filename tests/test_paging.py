@@ -20,15 +20,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_dls.cursors import (
+from trio_dls.duo.cursors import (
     AdminCursor,
     Cursor,
     WindowCursor,
     decode_cursor,
     encode_cursor,
 )
-from trio_dls.endpoints import Endpoint
-from trio_dls.paging import (
+from trio_dls.duo.paging import (
     Limits,
     MalformedResponseError,
     Record,
@@ -38,6 +37,7 @@ from trio_dls.paging import (
     plan_request,
     record_identity,
 )
+from trio_dls.endpoints import Endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence

@@ -29,10 +29,9 @@ from tests.test_paging import (
     window_answer,
     window_logs,
 )
-from trio_dls.cursors import AdminCursor, Cursor, WindowCursor
-from trio_dls.duoclock import DuoClock
-from trio_dls.endpoints import Endpoint
-from trio_dls.paging import (
+from trio_dls.duo.clock import DuoClock
+from trio_dls.duo.cursors import AdminCursor, Cursor, WindowCursor
+from trio_dls.duo.paging import (
     Limits,
     Record,
     Request,
@@ -40,6 +39,7 @@ from trio_dls.paging import (
     first_cursor,
     plan_request,
 )
+from trio_dls.endpoints import Endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -34,9 +34,14 @@ from tests.rsyslog_fixtures import (
 )
 from trio_dls.config import Port, Protocol, Server
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import LogFormat, MessageSettings, SyslogHeader, format_message
-from trio_dls.framing import Framing
-from trio_dls.transports import TransportError, open_stream, tls_context
+from trio_dls.siem.formats import (
+    LogFormat,
+    MessageSettings,
+    SyslogHeader,
+    format_message,
+)
+from trio_dls.siem.framing import Framing
+from trio_dls.siem.transports import TransportError, open_stream, tls_context
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -36,16 +36,21 @@ from tests.rsyslog_fixtures import (
     txids,
 )
 from tests.test_transports import refusing_connection
-from trio_dls import senders
 from trio_dls.config import DatagramSize, Protocol, Server
 from trio_dls.endpoints import Endpoint
 from trio_dls.errors import FatalError
-from trio_dls.formats import LogFormat, MessageSettings, format_message
-from trio_dls.framing import DatagramCounters, Framing, OversizePolicy, frame_datagram
 from trio_dls.observe import Counters, Fanout, LogObserver
-from trio_dls.senders import SiemSender, Timing, stream_batch
+from trio_dls.siem import senders
+from trio_dls.siem.formats import LogFormat, MessageSettings, format_message
+from trio_dls.siem.framing import (
+    DatagramCounters,
+    Framing,
+    OversizePolicy,
+    frame_datagram,
+)
+from trio_dls.siem.senders import SiemSender, Timing, stream_batch
+from trio_dls.siem.transports import MIN_SETTLE, DatagramConnection, StreamConnection
 from trio_dls.supervisor import FetcherContext, Page, serve
-from trio_dls.transports import MIN_SETTLE, DatagramConnection, StreamConnection
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

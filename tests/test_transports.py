@@ -23,7 +23,7 @@ import trustme
 from tests.rsyslog_fixtures import Pki, StreamReceiver, make_pki, make_server
 from trio_dls.config import Protocol, Server
 from trio_dls.errors import FatalError
-from trio_dls.transports import (
+from trio_dls.siem.transports import (
     DatagramConnection,
     DatagramTooLargeError,
     StreamConnection,

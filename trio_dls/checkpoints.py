@@ -24,7 +24,7 @@ to start (`NewerCursorError`) until trio-dls is upgraded or the file moved.
 
 On a first start (no trio-dls file for a pair, not even one set aside), a
 duo_log_sync checkpoint file in the same directory is imported (see
-``trio_dls.cursors``), so a DLS user switches without replaying 180 days.
+``trio_dls.duo.cursors``), so a DLS user switches without replaying 180 days.
 DLS's files are left untouched.  docs/cursors.md tells the whole story.
 
 The store writes no log line: what it finds and does is told to its observer
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from trio_dls.cursors import (
+from trio_dls.duo.cursors import (
     CorruptCursorError,
     Cursor,
     NewerCursorError,

@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Final, TextIO
 import attrs
 import trio
 
-from trio_dls import __version__, logs
+from trio_dls import __version__
 from trio_dls.config import Config, ConfigError, Protocol, load_config, warnings_for
-from trio_dls.cursors import NewerCursorError
 from trio_dls.daemon import run_daemon
+from trio_dls.duo.cursors import NewerCursorError
 from trio_dls.errors import FatalError
-from trio_dls.formats import SyslogHeader
+from trio_dls.observe import logsetup
+from trio_dls.siem.formats import SyslogHeader
 from trio_dls.supervisor import DEFAULT_GRACE
 
 if TYPE_CHECKING:
@@ -379,7 +380,7 @@ def run(path: Path, *, grace: float, stderr: TextIO) -> int:
     if config is None:
         return EXIT_CONFIG
     skey = config.account.skey.reveal() if config.account.skey else ""
-    for problem in logs.configure(
+    for problem in logsetup.configure(
         secrets=[skey],
         log_file=Path(config.dls_settings.log_filepath),
         stream=stderr,

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from trio_dls.checkpoints import CheckpointStore
-from trio_dls.duo import THREADS, ThreadedDuoApi
-from trio_dls.fetcher import AccountDiscovery, Fetching, FetchSettings
+from trio_dls.duo.client import THREADS, ThreadedDuoApi
+from trio_dls.duo.discovery import AccountDiscovery
+from trio_dls.fetcher import Fetching, FetchSettings
 from trio_dls.observe import Counters, Fanout, LogObserver
-from trio_dls.senders import SiemSender
+from trio_dls.siem.senders import SiemSender
 from trio_dls.supervisor import (
     DEFAULT_GRACE,
     AccountRef,

@@ -23,11 +23,11 @@ import attrs
 import trio
 import trio.lowlevel
 
-from trio_dls import logs
 from trio_dls.config import Config, Environment, load_config_text
 from trio_dls.daemon import run_daemon
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, Faults
+from trio_dls.observe import logsetup
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -200,7 +200,7 @@ def main(
     backlog: int | None,
 ) -> int:
     """Run the demo from the command line; return the exit status."""
-    logs.configure(stream=out, level=logging.INFO)
+    logsetup.configure(stream=out, level=logging.INFO)
     complete = trio.run(
         lambda: run_demo(
             out,

@@ -13,6 +13,6 @@ class FatalError(Exception):
 
     It tears the tree down; the CLI prints its message as one line and exits 1,
     so the operator reads what to fix instead of a traceback.  One subclass,
-    ``trio_dls.cursors.NewerCursorError``, exits 2 instead, as a config
+    ``trio_dls.duo.cursors.NewerCursorError``, exits 2 instead, as a config
     mistake does: only the operator can mend it, so a restart loop is pointless.
     """

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A fetcher runs the pure paging rules (``trio_dls.paging``) against Duo:
+A fetcher runs the pure paging rules (``trio_dls.duo.paging``) against Duo:
 
 1. Its cursor comes from the store (or a DLS checkpoint, or the configured
    offset on a first start).
@@ -51,34 +51,18 @@ import attrs
 import trio
 
 from trio_dls.checkpoints import CheckpointStore
-from trio_dls.cursors import units_per_second
-from trio_dls.duo import (
+from trio_dls.duo.client import (
     CredentialsRejectedError,
     DuoApi,
     RateLimitedError,
     TransientApiError,
     enrich,
+    failure_kind,
 )
-from trio_dls.duoclock import DuoClock
-from trio_dls.endpoints import EVENTTYPES
-from trio_dls.observe import LogObserver, Observer
-from trio_dls.observe.events import (
-    AccountListFailed,
-    AccountsListed,
-    ApiFailed,
-    ApiRecovered,
-    Backlog,
-    Behind,
-    CaughtUp,
-    ClockSkew,
-    ClockState,
-    NoChildAccount,
-    PageDelivered,
-    PlanningWarning,
-    RateLimited,
-)
-from trio_dls.pacing import Backoff, RateBudget
-from trio_dls.paging import (
+from trio_dls.duo.clock import DuoClock
+from trio_dls.duo.cursors import units_per_second
+from trio_dls.duo.pacing import Backoff, RateBudget
+from trio_dls.duo.paging import (
     Limits,
     MalformedResponseError,
     Request,
@@ -87,11 +71,26 @@ from trio_dls.paging import (
     first_cursor,
     plan_request,
 )
-from trio_dls.supervisor import AccountRef, FetcherContext, Page, StopSignal
+from trio_dls.endpoints import EVENTTYPES
+from trio_dls.observe import LogObserver, Observer
+from trio_dls.observe.events import (
+    ApiFailed,
+    ApiRecovered,
+    Backlog,
+    Behind,
+    CaughtUp,
+    ClockSkew,
+    ClockState,
+    PageDelivered,
+    PlanningWarning,
+    RateLimited,
+)
+from trio_dls.observe.reporting import Streak
+from trio_dls.supervisor import AccountRef, FetcherContext, Page
 
 if TYPE_CHECKING:
     from trio_dls.config import Config
-    from trio_dls.cursors import Cursor
+    from trio_dls.duo.cursors import Cursor
     from trio_dls.endpoints import Endpoint
 
 ApiFactory = Callable[[AccountRef], DuoApi]
@@ -110,27 +109,6 @@ class FetchSettings:
         """Read the settings of *config*."""
         api = config.dls_settings.api
         return cls(poll_interval=api.timeout, offset_days=api.offset)
-
-
-@attrs.define
-class _Streak:
-    """A run of failures of one kind: how many in a row, since when."""
-
-    kind: str = ""
-    failures: int = 0
-    since: float = 0.0
-
-    def failed(self, kind: str, now: float) -> None:
-        # Another kind of failure is a new run (see trio_dls.reporting).
-        if kind != self.kind:
-            self.kind, self.failures, self.since = kind, 0, now
-        self.failures += 1
-
-    def succeeded(self) -> tuple[int, float]:
-        """End the run; return how many failed in it, and since when."""
-        ended = self.failures, self.since
-        self.kind, self.failures = "", 0
-        return ended
 
 
 # Beyond this many seconds between the clocks, they disagree (and agree again
@@ -242,7 +220,7 @@ class Fetching:
             )
             if request is None:
                 run.caught_up()
-                await _wait(context.stop, poll)
+                await context.stop.sleep(poll)
                 continue
             step = await run.ask(request)
             if step is None:
@@ -267,7 +245,7 @@ class Fetching:
                 observer(Behind(account, endpoint, now - position))
             if step.caught_up:
                 run.caught_up()
-                await _wait(context.stop, poll)
+                await context.stop.sleep(poll)
 
 
 @attrs.define
@@ -280,7 +258,7 @@ class _Run:
     budget: RateBudget
     backoff: Backoff
     duo_clock: DuoClock
-    streak: _Streak = attrs.Factory(_Streak)
+    streak: Streak = attrs.Factory(Streak)
     sent: int = 0
 
     def caught_up(self) -> None:
@@ -290,7 +268,7 @@ class _Run:
     async def ask(self, request: Request) -> Step | None:
         """Send *request* when the budget allows; None if it failed or a stop came."""
         stop = self.context.stop
-        if not await _wait(stop, self.budget.next_request_at() - trio.current_time()):
+        if not await stop.sleep(self.budget.next_request_at() - trio.current_time()):
             return None
         self.budget.sent(trio.current_time())
         try:
@@ -317,12 +295,12 @@ class _Run:
                     retry_in=resume - now,
                 )
             )
-            await _wait(stop, resume - trio.current_time())
+            await stop.sleep(resume - trio.current_time())
             return None
         except (TransientApiError, MalformedResponseError) as exc:
             delay = self.backoff.failed()
-            self.failed(_failure_kind(exc), str(exc), delay)
-            await _wait(stop, delay)
+            self.failed(failure_kind(exc), str(exc), delay)
+            await stop.sleep(delay)
             return None
         if stop.is_set:
             return None
@@ -376,119 +354,3 @@ class _Run:
         self.observer(
             PageDelivered(context.account, context.endpoint, len(page), position)
         )
-
-
-def _failure_kind(exc: Exception) -> str:
-    """Return what makes two failures the same one, for reporting.
-
-    Messages vary within one kind of failure (a malformed answer cut at a
-    different byte each time), so the kind is the error's class and, for
-    Duo's refusals, the HTTP status, never the whole text.
-    """
-    text = str(exc)
-    status = text.partition(": HTTP ")[2].partition(" ")[0]
-    return f"{type(exc).__name__} {status}".strip()
-
-
-async def _wait(stop: StopSignal, seconds: float) -> bool:
-    """Sleep *seconds* unless a stop comes first; return whether to go on."""
-    with stop.cancels():
-        await trio.sleep(max(0.0, seconds))
-    return not stop.is_set
-
-
-# An MSP parent with no child to fetch looks again after this long, growing
-# to the cap: a new child is picked up within the hour at the latest.
-NO_CHILD_RETRY_FIRST: Final = 60.0
-NO_CHILD_RETRY_CAP: Final = 3600.0
-
-
-@attrs.define
-class AccountDiscovery:
-    """The supervisor's ``AccountDiscovery``: the account, or its MSP children.
-
-    An MSP parent with no child account (or only blocked ones) is not done:
-    exiting would leave a ``Restart=on-failure`` service down for good, so it
-    keeps looking, at a falling rate, until a child appears or a stop comes.
-    Each listing, each list without a child to fetch and each failure to list
-    is told to ``observer``.
-    """
-
-    api: DuoApi
-    rng: random.Random = attrs.field(factory=random.Random)
-    observer: Observer = attrs.Factory(LogObserver)
-
-    async def __call__(self, config: Config, stop: StopSignal) -> list[AccountRef]:
-        """Return the accounts to fetch for (each child of an MSP parent)."""
-        account = config.account
-        if not account.is_msp:
-            return [AccountRef(name=account.ikey)]
-        none_yet = Backoff(
-            rng=self.rng, first=NO_CHILD_RETRY_FIRST, cap=NO_CHILD_RETRY_CAP
-        )
-        streak = _Streak()
-        while True:
-            children = await self._list(stop)
-            if stop.is_set:
-                return []
-            refs = _children(children, account.block_list)
-            blocked = len(children) - len(refs)
-            self.observer(AccountsListed(children=len(refs), blocked=blocked))
-            if refs:
-                return refs
-            delay = none_yet.failed()
-            now = trio.current_time()
-            streak.failed("no child", now)
-            self.observer(
-                NoChildAccount(
-                    listed=len(children),
-                    blocked=blocked,
-                    retry_in=delay,
-                    failures=streak.failures,
-                    since=streak.since,
-                    at=now,
-                )
-            )
-            if not await _wait(stop, delay):
-                return []
-
-    async def _list(self, stop: StopSignal) -> list[dict[str, Any]]:
-        """Return the Accounts API's list, retrying failures; [] on a stop."""
-        backoff = Backoff(rng=self.rng)
-        streak = _Streak()
-        while True:
-            try:
-                with stop.cancels():
-                    children = await self.api.list_child_accounts()
-            except TransientApiError as exc:
-                delay = backoff.failed()
-                now = trio.current_time()
-                streak.failed(_failure_kind(exc), now)
-                self.observer(
-                    AccountListFailed(
-                        kind=streak.kind,
-                        message=str(exc),
-                        retry_in=delay,
-                        failures=streak.failures,
-                        since=streak.since,
-                        at=now,
-                    )
-                )
-                if not await _wait(stop, delay):
-                    return []
-                continue
-            return [] if stop.is_set else children
-
-
-def _children(
-    children: list[dict[str, Any]], block_list: tuple[str, ...]
-) -> list[AccountRef]:
-    blocked = set(block_list)
-    return [
-        AccountRef(
-            name=str(child.get("name") or child["account_id"]),
-            account_id=child["account_id"],
-        )
-        for child in children
-        if child["account_id"] not in blocked
-    ]

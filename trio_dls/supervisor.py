@@ -55,8 +55,8 @@ import trio
 
 from trio_dls.config import Config, Server
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import LogFormat
 from trio_dls.observe.events import AccountAdded, AccountRemoved
+from trio_dls.siem.formats import LogFormat
 
 if TYPE_CHECKING:
     from trio_dls.observe.observer import Observer
@@ -96,6 +96,12 @@ class StopSignal:
     async def wait(self) -> None:
         """Return once a stop was asked for."""
         await self._event.wait()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep *seconds* unless a stop comes first; return whether to go on."""
+        with self.cancels():
+            await trio.sleep(max(0.0, seconds))
+        return not self.is_set
 
     def child(self) -> StopSignal:
         """Return a signal that is set when this one is (or on its own)."""

@@ -42,8 +42,8 @@ from trio_dls.config.model import (
 )
 from trio_dls.config.problems import KeyPath, Problem, ProblemKind
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import Facility, LogFormat, SyslogHeader
-from trio_dls.framing import MIN_UDP_MAX_SIZE, Framing, OversizePolicy
+from trio_dls.siem.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.siem.framing import MIN_UDP_MAX_SIZE, Framing, OversizePolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

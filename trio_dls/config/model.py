@@ -16,8 +16,8 @@ from typing import Final, NewType
 import attrs
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats import Facility, LogFormat, SyslogHeader
-from trio_dls.framing import (
+from trio_dls.siem.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.siem.framing import (
     DEFAULT_OVERSIZE_POLICY,
     DEFAULT_UDP_MAX_SIZE,
     Framing,

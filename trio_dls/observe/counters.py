@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from trio_dls.framing import DatagramCounters
 from trio_dls.observe.events import (
     AccountListFailed,
     AccountRemoved,
@@ -34,6 +33,7 @@ from trio_dls.observe.events import (
     ServerConnected,
     ServerFailed,
 )
+from trio_dls.siem.framing import DatagramCounters
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -275,7 +275,7 @@ class AccountRemoved:
 
 
 # --------------------------------------------------------------------------
-# What senders tell: trio_dls.senders.SiemSender
+# What senders tell: trio_dls.siem.senders.SiemSender
 # --------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ line, keeping what it said last so that it can tell a change from a repeat:
 * a fetcher's state (fetching a backlog, caught up, rate limited) is said
   when it changes, not at every poll or 429;
 * a failing Duo request, or MSP child listing, is said at a falling rate
-  (``trio_dls.reporting.FailureReport``: its 1st, 10th and 100th occurrence,
+  (``trio_dls.observe.reporting.FailureReport``: its 1st, 10th and 100th occurrence,
   then hourly), and its end once;
 * a server's failure is a warning when it starts or its reason changes, its
   further attempts are at debug level, its recovery is said once;
@@ -20,14 +20,14 @@ line, keeping what it said last so that it can tell a change from a repeat:
   cursor file found damaged, a planning warning) is said each time.
 
 The lines go to the loggers of the modules that used to write them
-(``trio_dls.fetcher``, ``trio_dls.senders``, ``trio_dls.checkpoints``), with
+(``trio_dls.fetcher``, ``trio_dls.siem.senders``, ``trio_dls.checkpoints``), with
 the same text and levels, so operators' filters and the tests that read the
 log see no difference.
 
 What it remembers is bounded: a few values per (account, endpoint), dropped
 when the account is removed (``AccountRemoved``), and per server.  This
-module does no I/O of its own beyond ``logging``; ``trio_dls.logs`` says where
-the lines go.
+module does no I/O of its own beyond ``logging``;
+``trio_dls.observe.logsetup`` says where the lines go.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from trio_dls.formats import describe_record
 from trio_dls.observe.events import (
     AccountListFailed,
     AccountRemoved,
@@ -66,7 +65,8 @@ from trio_dls.observe.events import (
     ServerRecovered,
     ServerRef,
 )
-from trio_dls.reporting import FailureReport
+from trio_dls.observe.reporting import FailureReport
+from trio_dls.siem.formats import describe_record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -83,7 +83,7 @@ CURSOR_LOG: Final = logging.getLogger("trio_dls.checkpoints")
 
 
 def _server(server: ServerRef) -> str:
-    # The same words as trio_dls.transports.describe_server.
+    # The same words as trio_dls.siem.transports.describe_server.
     return f"server {server.id!r} ({server.hostname}:{server.port} {server.protocol})"
 
 

@@ -3,14 +3,14 @@
 Theory of operation: a server's output settings (``MessageSettings``) say
 which format (JSON or CEF) and which syslog header it wants; ``format_message``
 applies them to one record and returns the bytes of one message, ready for
-``trio_dls.framing``. It is a pure function: the hostname comes from the
+``trio_dls.siem.framing``. It is a pure function: the hostname comes from the
 settings (the I/O side resolves it once at start-up), and the only time it
 uses is the record's own event time, or the caller's ``fallback_time_ms`` for
 a record that has none.
 
 ``render_message`` never raises for a record decoded from JSON, whatever its
 values: what cannot be written as received is repaired, and the result says
-what was (``trio_dls.formats.repair``), for the sender to log and count. An
+what was (``trio_dls.siem.formats.repair``), for the sender to log and count. An
 ordinary record's bytes are the same as if no repair existed.
 """
 
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from trio_dls.formats.cef import DEVICE_VERSION, render_cef
-from trio_dls.formats.eventtime import Record, read_event_time
-from trio_dls.formats.jsonlines import render_json
-from trio_dls.formats.repair import Rendered
-from trio_dls.formats.syslog import (
+from trio_dls.siem.formats.cef import DEVICE_VERSION, render_cef
+from trio_dls.siem.formats.eventtime import Record, read_event_time
+from trio_dls.siem.formats.jsonlines import render_json
+from trio_dls.siem.formats.repair import Rendered
+from trio_dls.siem.formats.syslog import (
     DEFAULT_FACILITY,
     DEFAULT_SEVERITY,
     Facility,
@@ -78,7 +78,7 @@ def render_message(
 ) -> Rendered:
     """Return ``record`` of ``endpoint`` as one message (no framing), and repairs.
 
-    The header time is the record's event time (see ``trio_dls.formats.syslog``
+    The header time is the record's event time (see ``trio_dls.siem.formats.syslog``
     for why); ``fallback_time_ms``, normally the time of sending, is used only
     for a record whose event time is missing, malformed or impossible. With no
     syslog header, CEF keeps duo_log_sync's ``Mmm dd HH:MM:SS <hostname>``

@@ -18,7 +18,7 @@ from typing import Final
 
 import attrs
 
-__all__ = ["FailureReport"]
+__all__ = ["FailureReport", "Streak"]
 
 #: The occurrences reported before reports become hourly.
 REPORT_AT: Final = (1, 10, 100)
@@ -70,3 +70,25 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:  # noqa: PLR2004
         return f"{seconds // 60} min"
     return f"{seconds / 3600:.1f} h"
+
+
+@attrs.define
+class Streak:
+    """A run of failures of one kind: how many in a row, since when."""
+
+    kind: str = ""
+    failures: int = 0
+    since: float = 0.0
+
+    def failed(self, kind: str, now: float) -> None:
+        """Note a failure of *kind* at *now*."""
+        # Another kind of failure is a new run (see trio_dls.observe.reporting).
+        if kind != self.kind:
+            self.kind, self.failures, self.since = kind, 0, now
+        self.failures += 1
+
+    def succeeded(self) -> tuple[int, float]:
+        """End the run; return how many failed in it, and since when."""
+        ended = self.failures, self.since
+        self.kind, self.failures = "", 0
+        return ended

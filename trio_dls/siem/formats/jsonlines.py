@@ -2,7 +2,7 @@ r"""Records as JSON, byte for byte as duo_log_sync writes them.
 
 Theory of operation: duo_log_sync sends ``json.dumps(log).encode()`` followed
 by a newline. This module produces the first part only; the newline (or an
-RFC 6587 octet count) is framing, and belongs to ``trio_dls.framing``.
+RFC 6587 octet count) is framing, and belongs to ``trio_dls.siem.framing``.
 
 ``json.dumps`` keeps its defaults on purpose (``ensure_ascii=True``, the
 ``", "`` and ``": "`` separators, key order as received): a SIEM rule or a
@@ -15,7 +15,7 @@ The record is the already-enriched one (``eventtype``/``host`` from the Duo
 client helpers, ``child_account_id`` for an MSP child); it is only read.
 
 Where duo_log_sync's output would not be JSON, or ``json.dumps`` would raise,
-the record is written repaired (``trio_dls.formats.repair``): ``NaN`` and
+the record is written repaired (``trio_dls.siem.formats.repair``): ``NaN`` and
 infinities, which ``json.dumps`` writes as the non-JSON ``NaN`` and
 ``Infinity``, become null, and so do integers too long for ``str()`` and
 nesting too deep to encode. A lone surrogate needs no repair: ``ensure_ascii``
@@ -27,10 +27,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from trio_dls.formats.repair import Rendered, json_safe
+from trio_dls.siem.formats.repair import Rendered, json_safe
 
 if TYPE_CHECKING:
-    from trio_dls.formats.eventtime import Record
+    from trio_dls.siem.formats.eventtime import Record
 
 
 def render_json(record: Record) -> Rendered:

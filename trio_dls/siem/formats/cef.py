@@ -33,7 +33,7 @@ The ``csN`` numbers are fixed per endpoint, never renumbered when a value is
 missing, so ``cs3`` always means the same field for a given signature.
 
 Whatever a value holds, the message is written (``render_cef``), repaired
-where it could not be as received (``trio_dls.formats.repair``): a lone
+where it could not be as received (``trio_dls.siem.formats.repair``): a lone
 surrogate becomes U+FFFD (the message is UTF-8, which cannot encode one); an
 integer too long for ``str()`` or an impossible event time is left out, as a
 missing value is; and inside a list or object written as JSON, ``NaN``,
@@ -55,8 +55,8 @@ import attrs
 
 from trio_dls import __version__
 from trio_dls.endpoints import EVENTTYPES, Endpoint
-from trio_dls.formats.eventtime import Record, event_time_ms, read_event_time
-from trio_dls.formats.repair import (
+from trio_dls.siem.formats.eventtime import Record, event_time_ms, read_event_time
+from trio_dls.siem.formats.repair import (
     Rendered,
     describe_value,
     has_surrogates,

@@ -9,18 +9,18 @@ ship, in order, the cursor that is valid once they are delivered, and whether th
 backlog is exhausted.  It never reads a clock (``now`` is a UTC epoch number passed in),
 a file, the network or the local time zone, and it knows nothing of trio, retries or
 rate limits.  Everything in it is an integer count of seconds or milliseconds since the
-epoch, in the endpoint's own unit (`trio_dls.cursors.units_per_second`).
+epoch, in the endpoint's own unit (`trio_dls.duo.cursors.units_per_second`).
 
 Time limits.  Duo's logs become complete two minutes late ("querying for results more
 recent than two minutes will return as empty"), so the *horizon* of a request is the
 last whole second (or millisecond) that ended at least ``Limits.delay`` before ``now``,
 and no window reaches past it: a late event is then fetched by the next window instead
-of being skipped for ever.  ``now`` is the *earlier* of this host's clock and Duo's (the
-``Date`` of its answers, see `trio_dls.duoclock`): a local clock that runs fast must not
-close a window over records Duo does not serve yet.  And since the clocks may disagree
-by more than the fetcher knows when it plans, `apply_response` checks the window once
-more against the ``Date`` of the answer itself (``duo_now``): a window that reaches
-past what Duo could have served is not closed; it is asked again once settled.
+of being skipped for ever.  ``now`` is the *earlier* of this host's clock and Duo's
+(the ``Date`` of its answers, see `trio_dls.duo.clock`): a local clock that runs fast
+must not close a window over records Duo does not serve yet.  And since the clocks may
+disagree by more than the fetcher knows when it plans, `apply_response` checks the
+window once more against the ``Date`` of the answer itself (``duo_now``): a window that
+reaches past what Duo could have served is not closed; it is asked again once settled.
 
 Duo refuses, with HTTP 400, a mintime older than 180 days.  New windows start no
 earlier than ``Limits.retention_days`` (179) days before ``latest`` (the *later* of the
@@ -82,7 +82,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
-from trio_dls.cursors import (
+from trio_dls.duo.cursors import (
     SECONDS_PER_DAY,
     AdminCursor,
     Cursor,

@@ -1,6 +1,6 @@
 r"""Framing: where one message ends, on a stream or in a datagram.
 
-Theory of operation: a formatted message (``trio_dls.formats``) is bytes with
+Theory of operation: a formatted message (``trio_dls.siem.formats``) is bytes with
 no framing. On TCP and TLS a receiver must find where each message ends:
 
 - ``NEWLINE`` (duo_log_sync's only framing, the default): the message and

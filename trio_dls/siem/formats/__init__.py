@@ -7,19 +7,19 @@ optional RFC 5424 / RFC 3164 header and duo_log_sync's CEF prefix),
 ``repair`` (what is written instead of a value no format can write as
 received) and ``message`` (the composition a sender calls). Everything here
 is pure: no I/O, no clock, no trio. Framing the messages for a stream or a
-datagram is ``trio_dls.framing``.
+datagram is ``trio_dls.siem.framing``.
 """
 
 from __future__ import annotations
 
-from trio_dls.formats.message import (
+from trio_dls.siem.formats.message import (
     LogFormat,
     MessageSettings,
     format_message,
     render_message,
 )
-from trio_dls.formats.repair import Rendered, describe_record
-from trio_dls.formats.syslog import Facility, Severity, SyslogHeader
+from trio_dls.siem.formats.repair import Rendered, describe_record
+from trio_dls.siem.formats.syslog import Facility, Severity, SyslogHeader
 
 __all__ = [
     "Facility",

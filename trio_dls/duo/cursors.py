@@ -6,14 +6,14 @@ A cursor is everything needed to ask Duo for the next page of one log endpoint, 
 nothing else.  It is a plain frozen value: this module reads no file, no clock and no
 environment.  The store (an I/O module) writes the bytes of `encode_cursor` atomically
 and hands the bytes it reads back to `decode_cursor`; a fetcher turns a cursor into a
-request with `trio_dls.paging`.
+request with `trio_dls.duo.paging`.
 
 There are two kinds, because Duo pages its log endpoints in two ways:
 
 * `WindowCursor` for auth, telephony, activity (``/admin/v2/logs/...``) and trust
-  monitor, all in milliseconds.  Duo serves a closed window ``[mintime, maxtime]`` page
-  by page with an opaque ``next_offset``; `trio_dls.paging` explains why windows tile
-  time without gaps or overlaps.
+  monitor, all in milliseconds.  Duo serves a closed window ``[mintime, maxtime]``
+  page by page with an opaque ``next_offset``; `trio_dls.duo.paging` explains why
+  windows tile time without gaps or overlaps.
 * `AdminCursor` for the administrator log (``/admin/v1/logs/administrator``), in
   seconds, which has no paging token at all: the cursor keeps the identities of the
   records already shipped in its boundary second.
@@ -206,9 +206,9 @@ class AdminCursor:
 
     Every record before ``mintime`` (epoch seconds) has been shipped, and so have the
     records of second ``mintime`` whose identities are in ``sent`` (see
-    `trio_dls.paging.record_identity`).
+    `trio_dls.duo.paging.record_identity`).
     ``inclusive`` records that Duo was seen returning records at exactly the requested
-    mintime, which decides what mintime to ask for (see `trio_dls.paging`).
+    mintime, which decides what mintime to ask for (see `trio_dls.duo.paging`).
     """
 
     mintime: int = attrs.field(validator=_check_seconds)
@@ -226,7 +226,7 @@ def initial_cursor(endpoint: Endpoint, now: float, offset_days: float) -> Cursor
 
     ``offset_days`` may have a fraction (1.5 is 36 hours), as DLS's
     ``timedelta(days=offset)`` allows.  It is not clamped to Duo's 180 days:
-    `trio_dls.paging.plan_request` clamps every cursor against the time of the
+    `trio_dls.duo.paging.plan_request` clamps every cursor against the time of the
     request, so this one needs no special case.
     """
     if (

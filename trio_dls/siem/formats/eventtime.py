@@ -26,7 +26,7 @@ from typing import TypeAlias
 import attrs
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.formats.repair import describe_value
+from trio_dls.siem.formats.repair import describe_value
 
 #: A Duo log record as decoded from JSON (and enriched by the fetcher).
 Record: TypeAlias = Mapping[str, object]

@@ -10,7 +10,7 @@ be reported as Duo being slow.  The queue has its own, longer, deadline, and
 the error says which one passed.
 
 Each answer comes back with its ``Date`` (``DuoAnswer.date``): Duo's clock,
-which bounds how far a window may reach (``trio_dls.duoclock``).  That is why
+which bounds how far a window may reach (``trio_dls.duo.clock``).  That is why
 calls go through duo_client's ``api_call`` (which returns the HTTP response)
 and ``parse_json_response``, exactly what its ``json_api_call`` does.
 
@@ -42,7 +42,7 @@ import attrs
 import duo_client
 import trio
 
-from trio_dls.duoclock import parse_http_date
+from trio_dls.duo.clock import parse_http_date
 from trio_dls.errors import FatalError
 
 if TYPE_CHECKING:
@@ -116,6 +116,18 @@ def classify(exc: BaseException, what: str) -> Exception:
     if isinstance(exc, RuntimeError):  # duo_client's "bad response" without status
         return TransientApiError(f"{what}: {exc}")
     raise exc
+
+
+def failure_kind(exc: Exception) -> str:
+    """Return what makes two failures the same one, for reporting.
+
+    Messages vary within one kind of failure (a malformed answer cut at a
+    different byte each time), so the kind is the error's class and, for
+    Duo's refusals, the HTTP status, never the whole text.
+    """
+    text = str(exc)
+    status = text.partition(": HTTP ")[2].partition(" ")[0]
+    return f"{type(exc).__name__} {status}".strip()
 
 
 def _duo_message(exc: RuntimeError) -> str:

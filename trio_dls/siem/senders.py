@@ -7,7 +7,7 @@ reads ``Delivery`` items from the server's channel, one at a time, and sets a
 delivery's ``done`` only once every record of its page is written:
 
 * **TCP and TLS.**  A page becomes one *batch*, the bytes of all its records,
-  formatted (``trio_dls.formats``) and framed (``trio_dls.framing``).  The
+  formatted (``trio_dls.siem.formats``) and framed (``trio_dls.siem.framing``).  The
   connection is opened lazily, for the first batch.  A batch counts as written
   once the server's TCP has acknowledged all of it
   (``StreamConnection.wait_acknowledged``).  If the connection cannot be made
@@ -30,7 +30,7 @@ delivery's ``done`` only once every record of its page is written:
   innocent record.
 
 A record no format can write as received (a lone surrogate in a name, an
-impossible event time: ``trio_dls.formats.repair``) is sent repaired, never
+impossible event time: ``trio_dls.siem.formats.repair``) is sent repaired, never
 refused: a sender that raised would meet the same page again after the
 restart.  Each such record is told once (``RecordRepaired``); a page is
 formatted once per delivery, so writing it again after a reconnection tells
@@ -72,14 +72,8 @@ import attrs
 import trio
 
 from trio_dls.config import Protocol, Server
+from trio_dls.duo.pacing import Backoff
 from trio_dls.errors import FatalError
-from trio_dls.formats import MessageSettings, render_message
-from trio_dls.framing import (
-    DatagramOutcome,
-    Framing,
-    frame_datagram,
-    frame_for_stream,
-)
 from trio_dls.observe import LogObserver, Observer
 from trio_dls.observe.events import (
     ConnectionReplaced,
@@ -93,8 +87,14 @@ from trio_dls.observe.events import (
     ServerRecovered,
     ServerRef,
 )
-from trio_dls.pacing import Backoff
-from trio_dls.transports import (
+from trio_dls.siem.formats import MessageSettings, render_message
+from trio_dls.siem.framing import (
+    DatagramOutcome,
+    Framing,
+    frame_datagram,
+    frame_for_stream,
+)
+from trio_dls.siem.transports import (
     DatagramConnection,
     DatagramTooLargeError,
     StreamConnection,

@@ -134,7 +134,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 def _utc(time_ms: int) -> dt.datetime:
     # Integer arithmetic: a float of seconds could round 59.9995 up a second.
     # A time outside datetime's years 1 to 9999 raises OverflowError: the
-    # formats never pass one from a record (see trio_dls.formats.eventtime).
+    # formats never pass one from a record (see trio_dls.siem.formats.eventtime).
     return _EPOCH + dt.timedelta(milliseconds=time_ms)
 
 

@@ -1,0 +1,125 @@
+"""Which accounts to fetch for: the account itself, or an MSP parent's children.
+
+The supervisor's ``AccountDiscovery``: for an ordinary account, the account; for an
+MSP parent (``is_msp``), its children from the Accounts API, minus ``block_list``.
+A failure to list is retried with backoff; a parent with no child to fetch keeps
+looking.  What happens is told to the observer, never logged here.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import trio
+
+from trio_dls.duo.client import DuoApi, TransientApiError, failure_kind
+from trio_dls.duo.pacing import Backoff
+from trio_dls.observe import LogObserver, Observer
+from trio_dls.observe.events import AccountListFailed, AccountsListed, NoChildAccount
+from trio_dls.observe.reporting import Streak
+from trio_dls.supervisor import AccountRef
+
+if TYPE_CHECKING:
+    from trio_dls.config import Config
+    from trio_dls.supervisor import StopSignal
+
+__all__ = ["AccountDiscovery"]
+
+
+# An MSP parent with no child to fetch looks again after this long, growing
+# to the cap: a new child is picked up within the hour at the latest.
+NO_CHILD_RETRY_FIRST: Final = 60.0
+NO_CHILD_RETRY_CAP: Final = 3600.0
+
+
+@attrs.define
+class AccountDiscovery:
+    """The supervisor's ``AccountDiscovery``: the account, or its MSP children.
+
+    An MSP parent with no child account (or only blocked ones) is not done:
+    exiting would leave a ``Restart=on-failure`` service down for good, so it
+    keeps looking, at a falling rate, until a child appears or a stop comes.
+    Each listing, each list without a child to fetch and each failure to list
+    is told to ``observer``.
+    """
+
+    api: DuoApi
+    rng: random.Random = attrs.field(factory=random.Random)
+    observer: Observer = attrs.Factory(LogObserver)
+
+    async def __call__(self, config: Config, stop: StopSignal) -> list[AccountRef]:
+        """Return the accounts to fetch for (each child of an MSP parent)."""
+        account = config.account
+        if not account.is_msp:
+            return [AccountRef(name=account.ikey)]
+        none_yet = Backoff(
+            rng=self.rng, first=NO_CHILD_RETRY_FIRST, cap=NO_CHILD_RETRY_CAP
+        )
+        streak = Streak()
+        while True:
+            children = await self._list(stop)
+            if stop.is_set:
+                return []
+            refs = _children(children, account.block_list)
+            blocked = len(children) - len(refs)
+            self.observer(AccountsListed(children=len(refs), blocked=blocked))
+            if refs:
+                return refs
+            delay = none_yet.failed()
+            now = trio.current_time()
+            streak.failed("no child", now)
+            self.observer(
+                NoChildAccount(
+                    listed=len(children),
+                    blocked=blocked,
+                    retry_in=delay,
+                    failures=streak.failures,
+                    since=streak.since,
+                    at=now,
+                )
+            )
+            if not await stop.sleep(delay):
+                return []
+
+    async def _list(self, stop: StopSignal) -> list[dict[str, Any]]:
+        """Return the Accounts API's list, retrying failures; [] on a stop."""
+        backoff = Backoff(rng=self.rng)
+        streak = Streak()
+        while True:
+            try:
+                with stop.cancels():
+                    children = await self.api.list_child_accounts()
+            except TransientApiError as exc:
+                delay = backoff.failed()
+                now = trio.current_time()
+                streak.failed(failure_kind(exc), now)
+                self.observer(
+                    AccountListFailed(
+                        kind=streak.kind,
+                        message=str(exc),
+                        retry_in=delay,
+                        failures=streak.failures,
+                        since=streak.since,
+                        at=now,
+                    )
+                )
+                if not await stop.sleep(delay):
+                    return []
+                continue
+            return [] if stop.is_set else children
+
+
+def _children(
+    children: list[dict[str, Any]], block_list: tuple[str, ...]
+) -> list[AccountRef]:
+    blocked = set(block_list)
+    return [
+        AccountRef(
+            name=str(child.get("name") or child["account_id"]),
+            account_id=child["account_id"],
+        )
+        for child in children
+        if child["account_id"] not in blocked
+    ]
