@@ -7,8 +7,6 @@ fakes that record what happened, plugged into the real ``serve``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 import trio
 import trio.testing
@@ -24,9 +22,6 @@ from trio_dls.supervisor import (
     StopSignal,
     serve,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 CONFIG = """\
 version: '1.0.0'
@@ -44,9 +39,8 @@ account:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def config(env: Environment) -> Config:
     """A config with two servers: auth goes to both, telephony to one."""
-    env = Environment(base_directory=tmp_path, environ={}, euid=1000)
     return load_config_text(CONFIG, "c.yml", env)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.fakeduo_fixtures import RECORDS_UNDER, small_spec
+from tests.fakeduo.fixtures import RECORDS_UNDER, small_spec
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo.data import FakeRecord, generate_records, record_key
 from trio_dls.fakeduo.envelope import DuoError

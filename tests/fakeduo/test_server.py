@@ -12,7 +12,7 @@ import duo_client
 import duo_client.client
 import pytest
 
-from tests.fakeduo_fixtures import (
+from tests.fakeduo.fixtures import (
     IGNORE_DUO_CLIENT_SSL_WARNING,
     admin_client,
     page_v2,
@@ -48,13 +48,6 @@ def fake() -> Iterator[FakeDuo]:
     """One fake MSP deployment with a small data set, served from a thread."""
     with serve_in_thread(FakeDuo(small_config(children=CHILDREN))) as served:
         yield served
-
-
-@pytest.fixture
-def admin(fake: FakeDuo) -> duo_client.Admin:
-    """A real duo_client Admin for the fake, with its faults cleared."""
-    fake.faults = Faults()
-    return admin_client(fake)
 
 
 @pytest.mark.parametrize("endpoint", V2_LIKE)

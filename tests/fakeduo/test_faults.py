@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fakeduo_fixtures import (
+from tests.fakeduo.fixtures import (
     IGNORE_DUO_CLIENT_SSL_WARNING,
     admin_client,
     small_config,
@@ -31,13 +31,6 @@ def fake() -> Iterator[FakeDuo]:
     """One fake served from a thread for the whole module."""
     with serve_in_thread(FakeDuo(small_config())) as served:
         yield served
-
-
-@pytest.fixture
-def admin(fake: FakeDuo) -> duo_client.Admin:
-    """A real duo_client Admin that hands back the first 429."""
-    fake.faults = Faults()
-    return admin_client(fake)
 
 
 def test_rate_limit_answers_429_42901_without_retry_after(

@@ -1,6 +1,6 @@
 """What the real sender tells its observer, over real sockets.
 
-Rules for these tests: as in ``tests.test_senders`` (receivers on 127.0.0.1
+Rules for these tests: as in ``tests.siem.test_senders`` (receivers on 127.0.0.1
 with a port the kernel picks, the sender inside the real ``serve`` fed by a
 fetcher of fixed pages, every wait bounded, retries of milliseconds, nothing
 sleeping in real time), with a ``RecordingObserver`` given to the sender.  One
@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from tests.observing import RecordingObserver
-from tests.rsyslog_fixtures import (
+from tests.siem.rsyslog_fixtures import (
     ACCOUNT,
     PageFeeder,
     StreamReceiver,
@@ -29,7 +29,7 @@ from tests.rsyslog_fixtures import (
     sender,
     txids,
 )
-from tests.test_senders import (
+from tests.siem.test_senders import (
     LIMIT,
     bound_not_listening,
     expected_stream,
@@ -39,7 +39,7 @@ from tests.test_senders import (
     udp_receiver,
     udp_server,
 )
-from tests.test_transports import refusing_connection
+from tests.siem.test_transports import refusing_connection
 from trio_dls.config import DatagramSize, Protocol, Server
 from trio_dls.endpoints import Endpoint
 from trio_dls.observe.events import (

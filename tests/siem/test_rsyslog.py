@@ -23,7 +23,7 @@ import attrs
 import pytest
 import trio
 
-from tests.rsyslog_fixtures import (
+from tests.siem.rsyslog_fixtures import (
     Rsyslog,
     deliver_all,
     find_rsyslogd,

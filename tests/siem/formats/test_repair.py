@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_formats_cef import (
+from tests.siem.formats.test_cef import (
     ACTIVITY,
     ADMINACTION,
     AUTH,

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.fakeduo_fixtures import (
+from tests.fakeduo.fixtures import (
     IGNORE_DUO_CLIENT_SSL_WARNING,
     RECORDS_UNDER,
     admin_client,

@@ -1,7 +1,7 @@
 """Paging against moving clocks: Duo's retention floor, and a local clock that is off.
 
 Rules for these tests: no I/O and no clock; times are passed in.  Duo's endpoints are
-the pure simulations of ``tests.test_paging`` (``window_answer``, ``admin_answer``),
+the pure simulations of ``tests.duo.test_paging`` (``window_answer``, ``admin_answer``),
 which serve a record only once Duo's *own* time has passed its ``visible_after``.
 The fetcher's view of time is simulated as the daemon has it: its local clock (which
 may be off Duo's by any amount, and jump) and Duo's ``Date`` from each answer.
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_paging import (
+from tests.duo.test_paging import (
     DAY_MS,
     NOW,
     NOW_MS,

@@ -21,7 +21,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.rsyslog_fixtures import (
+from tests.siem.rsyslog_fixtures import (
     ACCOUNT,
     LogWaiter,
     PageFeeder,
@@ -35,7 +35,7 @@ from tests.rsyslog_fixtures import (
     sender,
     txids,
 )
-from tests.test_transports import refusing_connection
+from tests.siem.test_transports import refusing_connection
 from trio_dls.config import DatagramSize, Protocol, Server
 from trio_dls.endpoints import Endpoint
 from trio_dls.errors import FatalError

@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.fakeduo_fixtures import IGNORE_DUO_CLIENT_SSL_WARNING, small_config
+from tests.fakeduo.fixtures import IGNORE_DUO_CLIENT_SSL_WARNING, small_config
 from trio_dls.config import Account, Config, Environment, Proxy, load_config_text
 from trio_dls.duo.client import (
     CredentialsRejectedError,

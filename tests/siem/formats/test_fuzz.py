@@ -21,7 +21,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from tests.test_formats_cef import (
+from tests.siem.formats.test_cef import (
     ACTIVITY,
     ADMINACTION,
     AUTH,

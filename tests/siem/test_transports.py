@@ -20,7 +20,7 @@ import trio
 import trio.testing
 import trustme
 
-from tests.rsyslog_fixtures import Pki, StreamReceiver, make_pki, make_server
+from tests.siem.rsyslog_fixtures import Pki, StreamReceiver, make_pki, make_server
 from trio_dls.config import Protocol, Server
 from trio_dls.errors import FatalError
 from trio_dls.siem.transports import (

@@ -30,7 +30,7 @@ from trio_dls.endpoints import Endpoint
 from trio_dls.siem.formats import Facility, LogFormat, SyslogHeader
 from trio_dls.siem.framing import Framing, OversizePolicy
 
-CONFIGS = Path(__file__).parent / "configs"
+CONFIGS = Path(__file__).parent / "files"
 SKEY = "sEcReTsKeYsEcReTsKeYsEcReTsKeYsEcReT0042"
 
 # Line numbers below refer to this text; keep it stable.
@@ -57,12 +57,6 @@ account:
     - endpoints: [auth, adminaction]
       server: siem
 """
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Environment:
-    """An environment anchored in a temporary directory, with no variables."""
-    return Environment(base_directory=tmp_path, environ={}, euid=1000)
 
 
 def load(text: str, env: Environment) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from tests.fakeduo_fixtures import small_spec
+from tests.fakeduo.fixtures import small_spec
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo.data import (
     TRICKY_STRINGS,

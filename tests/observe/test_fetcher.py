@@ -19,7 +19,7 @@ import trio.testing
 
 from tests.duo_inprocess import InProcessDuo
 from tests.observing import RecordingObserver
-from tests.test_clock import SkewedDaemon
+from tests.test_clock_skew import SkewedDaemon
 from tests.test_fetching import (
     BASE,
     DAY,
