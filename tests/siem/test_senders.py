@@ -973,3 +973,8 @@ async def test_udp_record_that_cannot_be_written_is_sent_repaired_and_counted(
     ]
     assert len(repair_warnings(caplog)) == 1
     assert (counters.repaired["siem"], counters.datagrams["siem"].whole) == (1, 3)
+
+
+def test_every_protocol_the_config_accepts_has_a_sender() -> None:
+    """The protocol table covers every protocol: a new one cannot go unserved."""
+    assert set(Protocol) == set(senders.SENDER_FACTORIES)

@@ -65,6 +65,7 @@ from __future__ import annotations
 import random
 import socket
 import time
+import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
@@ -249,14 +250,30 @@ class SiemSender:
             cap=self.timing.reconnect_cap,
         )
         server = context.server
-        if server.protocol is Protocol.UDP:
-            udp = _DatagramSender(self, server, settings, backoff)
-            await udp.run(context.deliveries)
-        else:
-            stream = _StreamSender(
-                self, server, settings, backoff, protocol_opener(server)
-            )
-            await stream.run(context.deliveries)
+        make = SENDER_FACTORIES[server.protocol]
+        await make(self, server, settings, backoff).run(context.deliveries)
+
+
+class ServerSender(typing.Protocol):
+    """One server's sender, as a factory in ``SENDER_FACTORIES`` makes it."""
+
+    async def run(self, deliveries: trio.MemoryReceiveChannel[Delivery]) -> None:
+        """Ship every page of *deliveries* until the channel ends."""
+
+
+SenderFactory = Callable[["SiemSender", Server, MessageSettings, Backoff], ServerSender]
+
+
+def _stream_sender(
+    owner: SiemSender, server: Server, settings: MessageSettings, backoff: Backoff
+) -> ServerSender:
+    return _StreamSender(owner, server, settings, backoff, protocol_opener(server))
+
+
+def _datagram_sender(
+    owner: SiemSender, server: Server, settings: MessageSettings, backoff: Backoff
+) -> ServerSender:
+    return _DatagramSender(owner, server, settings, backoff)
 
 
 class _StreamSender:
@@ -534,3 +551,12 @@ class _DatagramSender:
                     self._backoff.succeeded()
                     self._health.delivered()
                 return
+
+
+#: How each protocol's servers are served: a new protocol (RELP, FILE) is a
+#: new row, and a test checks that every protocol the config accepts has one.
+SENDER_FACTORIES: Final[Mapping[Protocol, SenderFactory]] = {
+    Protocol.TCP: _stream_sender,
+    Protocol.TCPSSL: _stream_sender,
+    Protocol.UDP: _datagram_sender,
+}
