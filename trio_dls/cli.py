@@ -29,7 +29,15 @@ import attrs
 import trio
 
 from trio_dls import __version__
-from trio_dls.config import Config, ConfigError, Protocol, load_config, warnings_for
+from trio_dls.config import (
+    Config,
+    ConfigError,
+    TcpSettings,
+    TlsSettings,
+    UdpSettings,
+    load_config,
+    warnings_for,
+)
 from trio_dls.daemon import run_daemon
 from trio_dls.duo.cursors import NewerCursorError
 from trio_dls.errors import FatalError
@@ -337,15 +345,17 @@ def describe(config: Config) -> str:
     lines.append("servers:")
     for server in config.servers:
         transport = str(server.protocol)
-        if server.protocol is Protocol.TCPSSL:
-            transport += f", CA {server.cert_filepath}"
-            if server.client_cert_filepath:
-                transport += f", client certificate {server.client_cert_filepath}"
-        if server.protocol is Protocol.UDP:
-            transport += f", datagrams up to {server.udp_max_size} bytes, "
-            transport += f"{server.udp_oversize} larger ones"
-        else:
-            transport += f", {server.framing.replace('_', ' ')} framing"
+        match server.transport:
+            case TlsSettings() as tls:
+                transport += f", CA {tls.cert_filepath}"
+                if tls.client_cert_filepath:
+                    transport += f", client certificate {tls.client_cert_filepath}"
+                transport += f", {tls.framing.replace('_', ' ')} framing"
+            case TcpSettings() as tcp:
+                transport += f", {tcp.framing.replace('_', ' ')} framing"
+            case UdpSettings() as udp:
+                transport += f", datagrams up to {udp.udp_max_size} bytes, "
+                transport += f"{udp.udp_oversize} larger ones"
         if server.syslog_header is not SyslogHeader.NONE:
             transport += f", {server.syslog_header.upper()} header"
         lines.append(f"  {server.id}: {server.hostname}:{server.port} ({transport})")

@@ -17,11 +17,15 @@ import pytest
 from trio_dls.cli import check
 from trio_dls.config import (
     ConfigError,
+    DatagramSize,
     Environment,
     KeyPath,
     Problem,
     ProblemKind,
     Protocol,
+    TcpSettings,
+    TlsSettings,
+    UdpSettings,
     default_state_directory,
     load_config,
     load_config_text,
@@ -214,7 +218,8 @@ def test_tcpssl_is_accepted_in_lower_case(env: Environment, tmp_path: Path) -> N
     text = edit("protocol: TCP", "protocol: tcpssl\n    cert_filepath: ca.pem")
     server = load_config_text(text, "c.yml", env).servers[0]
     assert server.protocol is Protocol.TCPSSL
-    assert Path(server.cert_filepath) == tmp_path / "ca.pem"
+    assert isinstance(server.transport, TlsSettings)
+    assert Path(server.transport.cert_filepath) == tmp_path / "ca.pem"
 
 
 def test_server_extensions_are_read(env: Environment, tmp_path: Path) -> None:
@@ -229,12 +234,14 @@ def test_server_extensions_are_read(env: Environment, tmp_path: Path) -> None:
         "    tls_server_name: siem.internal\n    tls_verify_hostname: no",
     )
     server = load_config_text(text, "c.yml", env).servers[0]
-    assert server.framing is Framing.OCTET_COUNTING
+    tls = server.transport
+    assert isinstance(tls, TlsSettings)
+    assert tls.framing is Framing.OCTET_COUNTING
     assert server.syslog_header is SyslogHeader.RFC5424
     assert server.syslog_facility is Facility.LOCAL0
-    assert server.client_cert_filepath == str(tmp_path / "client.pem")
-    assert server.client_key_filepath == str(tmp_path / "client.key")
-    assert (server.tls_server_name, server.tls_verify_hostname) == (
+    assert tls.client_cert_filepath == str(tmp_path / "client.pem")
+    assert tls.client_key_filepath == str(tmp_path / "client.key")
+    assert (tls.tls_server_name, tls.tls_verify_hostname) == (
         "siem.internal",
         False,
     )
@@ -246,15 +253,55 @@ def test_udp_extensions_are_read(env: Environment) -> None:
         "protocol: TCP", "protocol: UDP\n    udp_max_size: 8192\n    udp_oversize: drop"
     )
     server = load_config_text(text, "c.yml", env).servers[0]
-    assert (server.udp_max_size, server.udp_oversize) == (8192, OversizePolicy.DROP)
+    assert server.transport == UdpSettings(DatagramSize(8192), OversizePolicy.DROP)
 
 
 def test_server_defaults_are_dls_behaviour(env: Environment) -> None:
     """Without the extension keys a server behaves as DLS's did."""
     server = load_config_text(BASE, "c.yml", env).servers[0]
-    assert server.framing is Framing.NEWLINE
+    assert server.transport == TcpSettings(framing=Framing.NEWLINE)
     assert server.syslog_header is SyslogHeader.NONE
-    assert server.tls_verify_hostname is True
+    text = edit("protocol: TCP", "protocol: TCPSSL\n    cert_filepath: system")
+    tls = load_config_text(text, "c.yml", env).servers[0].transport
+    assert isinstance(tls, TlsSettings)
+    assert (tls.framing, tls.tls_verify_hostname) == (Framing.NEWLINE, True)
+
+
+def test_each_protocol_gets_its_own_settings_class(env: Environment) -> None:
+    """The flat keys of a server go to the settings class of its protocol."""
+    classes = {}
+    for protocol, extra in (
+        ("TCP", ""),
+        ("TCPSSL", "\n    cert_filepath: system"),
+        ("UDP", ""),
+    ):
+        text = edit("protocol: TCP", f"protocol: {protocol}{extra}")
+        server = load_config_text(text, "c.yml", env).servers[0]
+        classes[server.protocol] = type(server.transport)
+    assert classes == {
+        Protocol.TCP: TcpSettings,
+        Protocol.TCPSSL: TlsSettings,
+        Protocol.UDP: UdpSettings,
+    }
+
+
+def test_keys_of_another_protocol_are_checked_then_set_aside(
+    env: Environment,
+) -> None:
+    """``udp_max_size`` on a TCP server is read as DLS allowed, and not kept."""
+    text = edit("protocol: TCP", "protocol: TCP\n    udp_max_size: 9000")
+    server = load_config_text(text, "c.yml", env).servers[0]
+    assert server.transport == TcpSettings()
+
+
+def test_a_tls_key_on_a_udp_server_is_of_the_wrong_protocol(
+    env: Environment,
+) -> None:
+    """A TLS-only key elsewhere is a ``WRONG_PROTOCOL`` problem at that key."""
+    text = edit("protocol: TCP", "protocol: UDP\n    tls_server_name: siem")
+    problem = problem_of(text, env)
+    expected = (ProblemKind.WRONG_PROTOCOL, ("servers", 0, "tls_server_name"))
+    assert expected == (problem.kind, problem.path)
 
 
 def test_dls_proxy_defaults_mean_no_proxy(env: Environment) -> None:
@@ -284,7 +331,7 @@ def test_proxy_is_read(env: Environment) -> None:
 def test_empty_cert_filepath_is_accepted_where_not_needed(env: Environment) -> None:
     """DLS's template ships ``cert_filepath: ''`` on TCP and UDP servers."""
     text = edit("protocol: TCP", "protocol: TCP\n    cert_filepath: ''")
-    assert load_config_text(text, "c.yml", env).servers[0].cert_filepath == ""
+    assert load_config_text(text, "c.yml", env).servers[0].transport == TcpSettings()
 
 
 def test_trustmonitor_with_cef_and_msp_is_accepted(env: Environment) -> None:

@@ -25,6 +25,7 @@ import trio
 import trustme
 
 from trio_dls.config import (
+    TRANSPORT_SETTINGS,
     Account,
     Config,
     DlsSettings,
@@ -65,13 +66,23 @@ def make_server(
     hostname: str = "127.0.0.1",
     **options: Any,
 ) -> Server:
-    """A server named ``siem`` at *hostname*:*port*, with *options*."""
+    """A server named ``siem`` at *hostname*:*port*, with *options*.
+
+    *options* are DLS's flat keys, as in a file: those of the server itself go
+    to ``Server``, the others to *protocol*'s settings class.
+    """
+    settings_class = TRANSPORT_SETTINGS[protocol]
+    own = {field.name for field in attrs.fields(Server)}
+    transport = settings_class(
+        **{name: value for name, value in options.items() if name not in own}
+    )
     return Server(
         id=NonEmptyStr("siem"),
         hostname=NonEmptyStr(hostname),
         port=Port(port),
         protocol=protocol,
-        **options,
+        transport=transport,
+        **{name: value for name, value in options.items() if name in own},
     )
 
 

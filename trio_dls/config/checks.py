@@ -2,13 +2,14 @@
 
 This module owns the checks of relations between values, and between values
 and the world outside the file: a mapping that names an unknown server,
-duplicate server ids, a TLS server without a CA, per-protocol keys on the
-wrong protocol, files that do not exist, where the skey comes from, a proxy
-half given.  The checks walk the plain data defensively (anything may be of
-the wrong type), so that they still report their findings when the strict
-conversion failed; a value of the wrong type is the converter's to report,
-and is skipped here.  They look at files and variables only through the
-injected ``Environment``.
+duplicate server ids, a TLS server without a CA or with a client key but no
+certificate, files that do not exist, where the skey comes from, a proxy half
+given.  (A key of another protocol's servers is the converter's to refuse: it
+sorts a server's flat keys into that protocol's settings class.)  The checks
+walk the plain data defensively (anything may be of the wrong type), so that
+they still report their findings when the strict conversion failed; a value
+of the wrong type is the converter's to report, and is skipped here.  They
+look at files and variables only through the injected ``Environment``.
 """
 
 from __future__ import annotations
@@ -85,27 +86,13 @@ def _check_servers(data: object, env: Environment) -> Iterator[Problem]:
             why = _readable_file(env, cert.strip())
             if why:
                 yield _problem(("servers", index, "cert_filepath"), why)
-        yield from _check_server_extensions(index, server, env, is_tls=is_tls)
+        if is_tls:
+            yield from _check_client_certificate(index, server, env)
 
 
-def _check_server_extensions(
-    index: int, server: dict[str, object], env: Environment, *, is_tls: bool
+def _check_client_certificate(
+    index: int, server: dict[str, object], env: Environment
 ) -> Iterator[Problem]:
-    protocol = server.get("protocol")
-    is_udp = isinstance(protocol, str) and protocol.strip().upper() == "UDP"
-    framing = server.get("framing")
-    if is_udp and isinstance(framing, str) and framing.strip().lower() != "newline":
-        yield _problem(
-            ("servers", index, "framing"),
-            "framing applies to TCP and TCPSSL; over UDP each record is one datagram",
-        )
-    tls_only = ("client_cert_filepath", "client_key_filepath", "tls_server_name")
-    for name in tls_only:
-        value = server.get(name)
-        if not is_tls and isinstance(value, str) and value.strip():
-            yield _problem(("servers", index, name), "applies to TCPSSL servers only")
-    if not is_tls:
-        return
     cert = server.get("client_cert_filepath")
     key = server.get("client_key_filepath")
     has_cert = isinstance(cert, str) and bool(cert.strip())

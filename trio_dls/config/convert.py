@@ -29,6 +29,8 @@ from cattrs.errors import (
 from trio_dls.config.model import (
     DEFAULT_OFFSET_DAYS,
     MAX_UDP_MAX_SIZE,
+    SERVER_KEYS,
+    TRANSPORT_SETTINGS,
     Config,
     DatagramSize,
     EndpointServerMapping,
@@ -39,6 +41,9 @@ from trio_dls.config.model import (
     Protocol,
     Secret,
     Server,
+    TcpSettings,
+    TlsSettings,
+    UdpSettings,
 )
 from trio_dls.config.problems import KeyPath, Problem, ProblemKind
 from trio_dls.endpoints import Endpoint
@@ -52,9 +57,19 @@ if TYPE_CHECKING:
 class InvalidValueError(ValueError):
     """A scalar hook's complaint; its text becomes a Problem's detail."""
 
+    kind: ProblemKind = ProblemKind.INVALID
+
 
 class _WrongShapeError(InvalidValueError):
     """A hook's complaint about the container, not the value (a list expected)."""
+
+    kind = ProblemKind.SHAPE
+
+
+class _WrongProtocolError(InvalidValueError):
+    """A server key that belongs to the servers of another protocol."""
+
+    kind = ProblemKind.WRONG_PROTOCOL
 
 
 _TRUE = frozenset({"true", "yes", "on", "y"})
@@ -226,6 +241,91 @@ def _non_empty_tuple(
     return hook
 
 
+# A server's own keys, then the keys of the protocols' settings classes: the
+# flat mapping of DLS's file holds them all side by side.
+_SERVER_FIELDS: Final = {
+    a.name: a for a in attrs.fields(Server) if a.name != "transport"
+}
+_TRANSPORT_FIELDS: Final = {
+    a.name: a
+    for cls in (TlsSettings, TcpSettings, UdpSettings)
+    for a in attrs.fields(cls)
+}
+_TLS_ONLY: Final = ("client_cert_filepath", "client_key_filepath", "tls_server_name")
+
+
+def _wrong_protocol(name: str, value: object, protocol: Protocol | None) -> str | None:
+    """Why the key *name* with *value* has no place on a *protocol* server.
+
+    Only what DLS's users have been told is refused: a TLS-only file or name,
+    a framing other than newline over UDP.  Other keys of another protocol
+    (``udp_max_size`` on a TCP server, an empty ``cert_filepath`` as in DLS's
+    template) are checked for their type and otherwise set aside.  A protocol
+    that is missing or wrong counts as neither TCPSSL nor UDP.
+    """
+    blank = not (isinstance(value, str) and value.strip())
+    if name in _TLS_ONLY and protocol is not Protocol.TCPSSL and not blank:
+        return "applies to TCPSSL servers only"
+    if name == "framing" and protocol is Protocol.UDP and value is not Framing.NEWLINE:
+        return "framing applies to TCP and TCPSSL; over UDP each record is one datagram"
+    return None
+
+
+def _noted(exc: Exception, name: str, field: Any) -> Exception:  # noqa: ANN401
+    # The note that ``_flatten`` reads the key of a mistake from.
+    exc.add_note(AttributeValidationNote(f"Structuring {name}", name, field.type))
+    return exc
+
+
+def _server_hook(converter: cattrs.Converter) -> Callable[[object, type], Server]:
+    """Structure DLS's flat server mapping into a Server and its transport.
+
+    ``protocol`` decides which settings class the per-protocol keys go to;
+    every key is still read with its own type, so that one pass reports every
+    mistake of the mapping, each at its key, as the generated hooks do.
+    """
+
+    def read(
+        value: dict[str, Any], fields: dict[str, Any], errors: list[Exception]
+    ) -> dict[str, Any]:
+        found = {}
+        for name, field in fields.items():
+            if name not in value:
+                if field.default is attrs.NOTHING:
+                    errors.append(_noted(KeyError(name), name, field))
+                continue
+            try:
+                found[name] = converter.structure(value[name], field.type)
+            except Exception as exc:  # noqa: BLE001 - every mistake is reported
+                errors.append(_noted(exc, name, field))
+        return found
+
+    def hook(value: object, _: type) -> Server:
+        if not isinstance(value, dict):
+            # What the generated hook raises too: "expected a mapping".
+            raise TypeError(value)
+        errors: list[Exception] = []
+        common = read(value, _SERVER_FIELDS, errors)
+        settings = read(value, _TRANSPORT_FIELDS, errors)
+        for name, setting in settings.items():
+            why = _wrong_protocol(name, setting, common.get("protocol"))
+            if why is not None:
+                errors.append(
+                    _noted(_WrongProtocolError(why), name, _TRANSPORT_FIELDS[name])
+                )
+        extra = set(value) - set(_SERVER_FIELDS) - set(_TRANSPORT_FIELDS)
+        if extra:
+            errors.append(ForbiddenExtraKeysError("", Server, extra))
+        if errors:
+            raise ClassValidationError("While structuring Server", errors, Server)
+        cls = TRANSPORT_SETTINGS[common["protocol"]]
+        own = {a.name for a in attrs.fields(cls)}
+        transport = cls(**{k: v for k, v in settings.items() if k in own})
+        return Server(**common, transport=transport)
+
+    return hook
+
+
 def make_converter() -> cattrs.Converter:
     """Build the strict converter that turns plain data into a ``Config``."""
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
@@ -250,6 +350,7 @@ def make_converter() -> cattrs.Converter:
     ]
     for cls, upper in enums:
         converter.register_structure_hook(cls, _enum_hook(cls, upper=upper))
+    converter.register_structure_hook(Server, _server_hook(converter))
     for item in (Server, EndpointServerMapping):
         _register_exact(
             converter,
@@ -270,6 +371,9 @@ _CONVERTER: Final = make_converter()
 
 
 def _fields_of(cls: type) -> list[str]:
+    # A server's mapping is flat: its keys are those of every protocol.
+    if cls is Server:
+        return list(SERVER_KEYS)
     return [a.name for a in attrs.fields(cls)]
 
 
@@ -339,10 +443,8 @@ def _flatten(exc: BaseException, path: KeyPath) -> Iterator[Problem]:
         )
     elif isinstance(exc, KeyError):
         yield Problem(ProblemKind.MISSING, path)
-    elif isinstance(exc, _WrongShapeError):
-        yield Problem(ProblemKind.SHAPE, path, detail=str(exc))
     elif isinstance(exc, InvalidValueError):
-        yield Problem(ProblemKind.INVALID, path, detail=str(exc))
+        yield Problem(exc.kind, path, detail=str(exc))
     elif isinstance(exc, (TypeError, ValueError, AttributeError)):
         # A mapping where a list was expected, a list where a mapping was...
         yield Problem(ProblemKind.SHAPE, path, detail=_shape_message(path))

@@ -20,9 +20,9 @@ from trio_dls.config.model import (
     STATE_DIRECTORY_NAME,
     SYSTEM_CAS,
     Config,
-    Protocol,
     Secret,
     Server,
+    TlsSettings,
 )
 
 
@@ -98,17 +98,20 @@ def resolve(config: Config, env: Environment) -> Config:
 
 
 def _resolve_server(server: Server, env: Environment) -> Server:
-    if server.protocol is not Protocol.TCPSSL:
+    # Only TLS settings name files.
+    if not isinstance(server.transport, TlsSettings):
         return server
+    tls = server.transport
 
     def resolved(value: str) -> str:
         return str(env.path(value)) if value.strip() else ""
 
-    return attrs.evolve(
-        server,
-        cert_filepath=server.cert_filepath
-        if server.cert_filepath == SYSTEM_CAS
-        else resolved(server.cert_filepath),
-        client_cert_filepath=resolved(server.client_cert_filepath),
-        client_key_filepath=resolved(server.client_key_filepath),
+    transport = attrs.evolve(
+        tls,
+        cert_filepath=tls.cert_filepath
+        if tls.cert_filepath == SYSTEM_CAS
+        else resolved(tls.cert_filepath),
+        client_cert_filepath=resolved(tls.client_cert_filepath),
+        client_key_filepath=resolved(tls.client_key_filepath),
     )
+    return attrs.evolve(server, transport=transport)

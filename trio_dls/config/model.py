@@ -130,26 +130,92 @@ class DlsSettings:
 
 
 @attrs.frozen
+class TcpSettings:
+    """What only a plain TCP server has: how records are delimited."""
+
+    framing: Framing = Framing.NEWLINE
+
+
+@attrs.frozen
+class TlsSettings:
+    """What only a TCPSSL server has: framing, and how the TLS session is set up."""
+
+    # The CA bundle that verifies the server (DLS's meaning), or ``system``.
+    # Empty only in a value built by hand: the cross-checks require it in a
+    # file.
+    cert_filepath: str = ""
+    framing: Framing = Framing.NEWLINE
+    client_cert_filepath: str = ""
+    client_key_filepath: str = ""
+    tls_server_name: str = ""
+    tls_verify_hostname: bool = True
+
+
+@attrs.frozen
+class UdpSettings:
+    """What only a UDP server has: the datagram size and what happens above it."""
+
+    udp_max_size: DatagramSize = DatagramSize(DEFAULT_UDP_MAX_SIZE)
+    udp_oversize: OversizePolicy = DEFAULT_OVERSIZE_POLICY
+
+
+Transport = TcpSettings | TlsSettings | UdpSettings
+# Which settings class each protocol's server is built with.
+TRANSPORT_SETTINGS: Final[dict[Protocol, type[Transport]]] = {
+    Protocol.TCP: TcpSettings,
+    Protocol.TCPSSL: TlsSettings,
+    Protocol.UDP: UdpSettings,
+}
+
+
+@attrs.frozen
 class Server:
-    """One entry of ``servers``: a SIEM that receives records."""
+    """One entry of ``servers``: a SIEM that receives records.
+
+    The file keeps DLS's flat keys (``cert_filepath`` beside ``hostname``);
+    the converter sorts the keys of ``protocol`` into ``transport``, an
+    instance of that protocol's settings class, so that a consumer matches on
+    ``server.transport`` and never reads a key of another protocol.
+    """
 
     id: NonEmptyStr
     hostname: NonEmptyStr
     port: Port
     protocol: Protocol
-    # The CA bundle that verifies a TCPSSL server (DLS's meaning); empty when
-    # not needed, as in DLS's own template.
-    cert_filepath: str = ""
+    transport: Transport = attrs.field()
     # Extensions (see sample_config.yml).
-    framing: Framing = Framing.NEWLINE
     syslog_header: SyslogHeader = SyslogHeader.NONE
     syslog_facility: Facility = Facility.USER
-    client_cert_filepath: str = ""
-    client_key_filepath: str = ""
-    tls_server_name: str = ""
-    tls_verify_hostname: bool = True
-    udp_max_size: DatagramSize = DatagramSize(DEFAULT_UDP_MAX_SIZE)
-    udp_oversize: OversizePolicy = DEFAULT_OVERSIZE_POLICY
+
+    @transport.validator
+    def _of_the_protocol(self, _: attrs.Attribute[Transport], value: Transport) -> None:
+        # ``protocol`` stays a field (logs and the sender table name it), so
+        # the two must agree.
+        expected = TRANSPORT_SETTINGS[self.protocol]
+        if not isinstance(value, expected):
+            msg = f"a {self.protocol} server takes {expected.__name__}"
+            raise TypeError(msg)
+
+
+# Every key a server mapping may have, in the order DLS's documentation and
+# trio-dls's sample write them: what an unknown key is compared with, and the
+# list shown when it resembles none.
+SERVER_KEYS: Final = (
+    "id",
+    "hostname",
+    "port",
+    "protocol",
+    "cert_filepath",
+    "framing",
+    "syslog_header",
+    "syslog_facility",
+    "client_cert_filepath",
+    "client_key_filepath",
+    "tls_server_name",
+    "tls_verify_hostname",
+    "udp_max_size",
+    "udp_oversize",
+)
 
 
 @attrs.frozen
@@ -235,6 +301,9 @@ for _cls in (
     Checkpointing,
     Proxy,
     DlsSettings,
+    TcpSettings,
+    TlsSettings,
+    UdpSettings,
     Server,
     EndpointServerMapping,
     Account,

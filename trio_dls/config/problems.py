@@ -38,6 +38,9 @@ class ProblemKind(enum.StrEnum):
     NO_VALUE = "no-value"
     # A value of the wrong type or out of its range.
     INVALID = "invalid"
+    # A server key that belongs to the servers of another protocol
+    # (``tls_server_name`` on a UDP server).
+    WRONG_PROTOCOL = "wrong-protocol"
     # A relation the types cannot express: a reference to an unknown server,
     # a duplicate id, a file that does not exist, an unset variable.
     CROSS_CHECK = "cross-check"
@@ -48,8 +51,9 @@ class Problem:
     """One mistake in a config file, and where it is.
 
     ``detail`` is the finder's own words: the whole message for the kinds that
-    have no phrase of their own (``INVALID``, ``SHAPE``, ``CROSS_CHECK``,
-    ``SYNTAX``, ``FILE``), a hint after the phrase for ``MISSING``.
+    have no phrase of their own (``INVALID``, ``SHAPE``, ``WRONG_PROTOCOL``,
+    ``CROSS_CHECK``, ``SYNTAX``, ``FILE``), a hint after the phrase for
+    ``MISSING``.
     ``expected`` lists the keys that belong there: every key allowed beside an
     ``UNKNOWN_KEY``, or for a ``MISSING`` key reported at its mapping, the
     alternatives one of which is required.

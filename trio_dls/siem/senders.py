@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from trio_dls.config import Protocol, Server
+from trio_dls.config import Protocol, Server, TcpSettings, TlsSettings, UdpSettings
 from trio_dls.duo.pacing import Backoff
 from trio_dls.errors import FatalError
 from trio_dls.observe import LogObserver, Observer
@@ -267,13 +267,24 @@ SenderFactory = Callable[["SiemSender", Server, MessageSettings, Backoff], Serve
 def _stream_sender(
     owner: SiemSender, server: Server, settings: MessageSettings, backoff: Backoff
 ) -> ServerSender:
-    return _StreamSender(owner, server, settings, backoff, protocol_opener(server))
+    match server.transport:
+        case TcpSettings(framing=framing) | TlsSettings(framing=framing):
+            opener = protocol_opener(server)
+            return _StreamSender(
+                owner, server, settings, backoff, opener, framing=framing
+            )
+        case _:
+            raise TypeError(f"{describe_server(server)} is not a stream server")
 
 
 def _datagram_sender(
     owner: SiemSender, server: Server, settings: MessageSettings, backoff: Backoff
 ) -> ServerSender:
-    return _DatagramSender(owner, server, settings, backoff)
+    match server.transport:
+        case UdpSettings() as datagrams:
+            return _DatagramSender(owner, server, settings, backoff, datagrams)
+        case _:
+            raise TypeError(f"{describe_server(server)} is not a UDP server")
 
 
 class _StreamSender:
@@ -286,10 +297,13 @@ class _StreamSender:
         settings: MessageSettings,
         backoff: Backoff,
         opener: Callable[[trio.Nursery], Awaitable[StreamConnection]],
+        *,
+        framing: Framing,
     ) -> None:
         self._owner = owner
         self._timing = owner.timing
         self._server = server
+        self._framing = framing
         self._settings = settings
         self._backoff = backoff
         self._open = opener
@@ -306,7 +320,7 @@ class _StreamSender:
                     batch = stream_batch(
                         page,
                         self._settings,
-                        self._server.framing,
+                        self._framing,
                         fallback_time_ms=self._owner.clock_ms(),
                         report=self._health.repaired,
                     )
@@ -427,10 +441,12 @@ class _DatagramSender:
         server: Server,
         settings: MessageSettings,
         backoff: Backoff,
+        datagrams: UdpSettings,
     ) -> None:
         self._owner = owner
         self._timing = owner.timing
         self._server = server
+        self._datagrams = datagrams
         self._settings = settings
         self._backoff = backoff
         self._observer = owner.observer
@@ -452,7 +468,7 @@ class _DatagramSender:
     async def _send_page(self, page: Page) -> None:
         fallback_time_ms = self._owner.clock_ms()
         health, observer, endpoint = self._health, self._observer, page.endpoint
-        limit = self._server.udp_max_size
+        limit = self._datagrams.udp_max_size
         # Counted here and told once for the page: the only events of one
         # record are for a record cut or dropped.
         whole = size = 0
@@ -464,7 +480,7 @@ class _DatagramSender:
                 health.repaired(page, record, rendered.repairs)
             message = rendered.data
             datagram = frame_datagram(
-                message, max_size=limit, policy=self._server.udp_oversize
+                message, max_size=limit, policy=self._datagrams.udp_oversize
             )
             if datagram.payload is not None:
                 try:

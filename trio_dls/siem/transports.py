@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from trio_dls.config import SYSTEM_CAS, Protocol, Server
+from trio_dls.config import SYSTEM_CAS, Server, TlsSettings
 from trio_dls.errors import FatalError
 
 if TYPE_CHECKING:
@@ -149,40 +149,47 @@ def tls_context(server: Server) -> ssl.SSLContext:
     ``FatalError`` for files that cannot be used.
     """
     what = describe_server(server)
-    if not server.cert_filepath:
+    tls = server.transport
+    if not isinstance(tls, TlsSettings):
+        raise TypeError(f"{what} is not a TCPSSL server")
+    if not tls.cert_filepath:
         raise FatalError(
             f"{what}: TLS needs cert_filepath: a CA bundle, or 'system' for the"
             " operating system's CAs"
         )
     try:
-        if server.cert_filepath == SYSTEM_CAS:
+        if tls.cert_filepath == SYSTEM_CAS:
             context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         else:
             context = ssl.create_default_context(
-                ssl.Purpose.SERVER_AUTH, cafile=server.cert_filepath
+                ssl.Purpose.SERVER_AUTH, cafile=tls.cert_filepath
             )
     except (OSError, ValueError) as exc:
         raise FatalError(
-            f"{what}: cannot load the CA bundle {server.cert_filepath}: {exc}"
+            f"{what}: cannot load the CA bundle {tls.cert_filepath}: {exc}"
         ) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = server.tls_verify_hostname
-    if server.client_cert_filepath:
+    context.check_hostname = tls.tls_verify_hostname
+    if tls.client_cert_filepath:
         try:
             context.load_cert_chain(
-                server.client_cert_filepath, server.client_key_filepath or None
+                tls.client_cert_filepath, tls.client_key_filepath or None
             )
         except (OSError, ValueError) as exc:
             raise FatalError(
                 f"{what}: cannot load the client certificate"
-                f" {server.client_cert_filepath}: {exc}"
+                f" {tls.client_cert_filepath}: {exc}"
             ) from None
     return context
 
 
 def tls_server_name(server: Server) -> str:
     """The name the server's certificate must carry, also sent as SNI."""
-    return server.tls_server_name or server.hostname
+    match server.transport:
+        case TlsSettings(tls_server_name=name) if name:
+            return name
+        case _:
+            return server.hostname
 
 
 # --------------------------------------------------------------------------
@@ -437,7 +444,7 @@ def protocol_opener(
     The TLS context is built here, once, so that unusable files stop the
     program at start-up rather than at each reconnection.
     """
-    context = tls_context(server) if server.protocol is Protocol.TCPSSL else None
+    context = tls_context(server) if isinstance(server.transport, TlsSettings) else None
 
     async def opener(nursery: trio.Nursery) -> StreamConnection:
         return await open_stream(server, nursery, context)
