@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 HOST = "localhost"
 
 
-def _duo_client_error(status: int, reason: str, body: bytes) -> RuntimeError:
+def duo_client_error(status: int, reason: str, body: bytes) -> RuntimeError:
     """Build the RuntimeError duo_client raises for a non-200 answer."""
     error = RuntimeError(f"Received {status} {reason}")
     error.status = status  # type: ignore[attr-defined]
@@ -114,7 +114,9 @@ class InProcessDuo:
         if response.status != 200:
             reason = "Too Many Requests" if response.status == 429 else "Error"
             raise classify(
-                _duo_client_error(response.status, reason, response.body), what
+                duo_client_error(response.status, reason, response.body),
+                what,
+                child="account_id" in params and method == "GET",
             ) from None
         try:
             document = json.loads(response.body)

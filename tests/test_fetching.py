@@ -62,15 +62,18 @@ def config_for(
     block: tuple[str, ...] = (),
     offset: float | None = 3,
     timeout: float | None = 120,
+    refresh: float | None = None,
 ) -> Config:
     """A config fetching *endpoints* to one server, cursors in tmp_path.
 
-    An *offset* or *timeout* of None leaves its key out, for the default.
+    An *offset*, *timeout* or *refresh* (``msp_refresh_interval``) of None
+    leaves its key out, for the default.
     """
     names = ", ".join(e.value for e in endpoints)
     api = {"offset": offset, "timeout": timeout}
     settings = ", ".join(f"{k}: {v}" for k, v in api.items() if v is not None)
     api_line = f"  api: {{{settings}}}\n" if settings else ""
+    refresh_line = f"  msp_refresh_interval: {refresh}\n" if refresh is not None else ""
     text = f"""\
 version: '1.0.0'
 dls_settings:
@@ -83,7 +86,7 @@ account:
   hostname: localhost
   is_msp: {msp}
   block_list: [{", ".join(block)}]
-  endpoint_server_mappings:
+{refresh_line}  endpoint_server_mappings:
     - {{endpoints: [{names}], server: siem}}
 """
     env = Environment(base_directory=tmp_path, environ={}, euid=1000)
@@ -200,15 +203,17 @@ class Daemon:
 
     async def run(self, shutdown: Callable[[], Any], grace: float = 30) -> None:
         """Run the tree until *shutdown* returns."""
+        discovery = AccountDiscovery(
+            InProcessDuo(self.app), observer=self.observer or LogObserver()
+        )
         await serve(
             self.config,
             shutdown_trigger=shutdown,
             grace=grace,
             fetcher=self.fetching(),
             sender=self.recorder,
-            discover_accounts=AccountDiscovery(
-                InProcessDuo(self.app), observer=self.observer or LogObserver()
-            ),
+            discover_accounts=discovery,
+            refresh_accounts=discovery.refresh,
         )
 
     async def run_until_complete(

@@ -58,6 +58,10 @@ async def run_daemon(
             child_account_id=account.account_id,
         )
 
+    # The parent's own client: it lists the children, at start and after.
+    discovery = AccountDiscovery(
+        api_for(AccountRef(config.account.ikey)), observer=observer
+    )
     await serve(
         config,
         shutdown_trigger=shutdown_trigger,
@@ -71,9 +75,8 @@ async def run_daemon(
             observer=observer,
         ),
         sender=SiemSender(observer=observer),
-        discover_accounts=AccountDiscovery(
-            api_for(AccountRef(config.account.ikey)), observer=observer
-        ),
+        discover_accounts=discovery,
+        refresh_accounts=discovery.refresh,
         observer=observer,
         task_status=task_status,
     )

@@ -10,7 +10,11 @@ A fetcher runs the pure paging rules (``trio_dls.duo.paging``) against Duo:
    ``api.timeout`` seconds and plan again.
 3. The ``RateBudget`` says when; the request goes out through ``DuoApi``.
    A 429 teaches the budget Duo's limit; any other failure waits out a
-   ``Backoff``.  Neither is ever fatal; only rejected credentials are.
+   ``Backoff``.  Neither is ever fatal; only rejected credentials are.  An MSP
+   child that Duo refuses (403/404: deleted, access revoked) waits a long
+   backoff, from a minute to an hour, and tries again: one child's refusal
+   stops neither its siblings nor the daemon (``trio_dls.duo.client`` says
+   which refusals are the parent's, and fatal).
 4. ``apply_response`` turns the answer into records and the next cursor; the
    records go to every mapped sender as one page (``Outputs.deliver`` returns
    once all of them wrote it), and only then is the cursor saved.
@@ -19,7 +23,8 @@ What happens is told to the fetcher's observer (``trio_dls.observe``) as it
 happens, every occurrence: ``Backlog`` and ``CaughtUp``, ``PageDelivered`` and
 ``Behind`` per page, ``RateLimited`` per 429, ``ApiFailed`` per failure (with
 how many in a row) and ``ApiRecovered`` at the end of a run of them,
-``PlanningWarning`` and ``ClockSkew``.  This module writes no log line: what
+``ChildRefused`` per refusal of a child's request, ``PlanningWarning`` and
+``ClockSkew``.  This module writes no log line: what
 is worth saying, and how often (a persisting failure at a falling rate), is
 the log observer's decision.
 
@@ -52,6 +57,7 @@ import trio
 
 from trio_dls.checkpoints import CheckpointStore
 from trio_dls.duo.client import (
+    AccountRefusedError,
     CredentialsRejectedError,
     DuoApi,
     RateLimitedError,
@@ -79,6 +85,7 @@ from trio_dls.observe.events import (
     Backlog,
     Behind,
     CaughtUp,
+    ChildRefused,
     ClockSkew,
     ClockState,
     PageDelivered,
@@ -116,6 +123,13 @@ class FetchSettings:
 # figure from changing state at every plan.
 CLOCK_SKEW_WARNING: Final = 10.0
 CLOCK_SKEW_AGREED: Final = 5.0
+
+# A child Duo refuses is asked again after this long, growing to the cap: a
+# deletion is for good, a revoked access may be restored, and either way an
+# hour's delay costs nothing (the cursor waits) while sparing Duo's limit,
+# which the parent's children share.
+REFUSED_RETRY_FIRST: Final = 60.0
+REFUSED_RETRY_CAP: Final = 3600.0
 
 
 class _ClockWatch:
@@ -196,6 +210,9 @@ class Fetching:
             observer=observer,
             budget=RateBudget(rng=self.rng),
             backoff=Backoff(rng=self.rng),
+            refused=Backoff(
+                rng=self.rng, first=REFUSED_RETRY_FIRST, cap=REFUSED_RETRY_CAP
+            ),
             duo_clock=self.duo_clock,
         )
         cursor = await self.store.load(endpoint, account.account_id)
@@ -257,6 +274,7 @@ class _Run:
     observer: Observer
     budget: RateBudget
     backoff: Backoff
+    refused: Backoff
     duo_clock: DuoClock
     streak: Streak = attrs.Factory(Streak)
     sent: int = 0
@@ -297,6 +315,11 @@ class _Run:
             )
             await stop.sleep(resume - trio.current_time())
             return None
+        except AccountRefusedError as exc:
+            delay = self.refused.failed()
+            self.child_refused(failure_kind(exc), str(exc), delay)
+            await stop.sleep(delay)
+            return None
         except (TransientApiError, MalformedResponseError) as exc:
             delay = self.backoff.failed()
             self.failed(failure_kind(exc), str(exc), delay)
@@ -307,6 +330,7 @@ class _Run:
         now = trio.current_time()
         self.budget.accepted(now)
         self.backoff.succeeded()
+        self.refused.succeeded()
         failures, since = self.streak.succeeded()
         if failures:
             self.observer(
@@ -327,6 +351,24 @@ class _Run:
         streak.failed(kind, now)
         self.observer(
             ApiFailed(
+                self.context.account,
+                self.context.endpoint,
+                kind=kind,
+                message=message,
+                failures=streak.failures,
+                since=streak.since,
+                at=now,
+                retry_in=delay,
+            )
+        )
+
+    def child_refused(self, kind: str, message: str, delay: float) -> None:
+        """Count a request Duo refused for this child; the next in *delay* s."""
+        now = trio.current_time()
+        streak = self.streak
+        streak.failed(kind, now)
+        self.observer(
+            ChildRefused(
                 self.context.account,
                 self.context.endpoint,
                 kind=kind,

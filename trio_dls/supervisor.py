@@ -12,7 +12,10 @@ Theory of operation
 * one **account** nursery per Duo account (the account itself, or each MSP
   child), holding one **fetcher** task per mapped endpoint.  Accounts live in
   an ``AccountTree``, keyed by account id, each in its own cancel scope and
-  with its own ``StopSignal``: they are added and removed while the rest runs.
+  with its own ``StopSignal``: they are added and removed while the rest runs,
+  by the optional ``AccountRefresh`` task that ``serve`` starts beside them
+  (the tree knows nothing of what decides: for MSP children, the listing in
+  ``trio_dls.duo.discovery``).
 
 A fetcher hands each page to ``Outputs.deliver``, which puts one ``Delivery``
 into the channel of every mapped sender and returns only when each of them has
@@ -237,6 +240,7 @@ class SenderContext:
 Fetcher = Callable[[FetcherContext], Awaitable[None]]
 Sender = Callable[[SenderContext], Awaitable[None]]
 AccountDiscovery = Callable[[Config, StopSignal], Awaitable[list[AccountRef]]]
+AccountRefresh = Callable[[Config, "AccountTree", StopSignal], Awaitable[None]]
 Trigger = Callable[[], Awaitable[object]]
 
 
@@ -373,6 +377,7 @@ async def serve(
     fetcher: Fetcher,
     sender: Sender,
     discover_accounts: AccountDiscovery,
+    refresh_accounts: AccountRefresh | None = None,
     observer: Observer | None = None,
     task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -380,7 +385,10 @@ async def serve(
 
     *force_trigger*, awaited after the shutdown began, cancels at once when it
     returns; *grace* bounds the graceful part (and the removal of an account).
-    *observer* is told of accounts added and removed.  Reports readiness
+    *refresh_accounts*, if given, runs beside the accounts once the tree runs,
+    adding and removing accounts as it sees fit (MSP children that come and
+    go), until the stop.  *observer* is told of accounts added and removed.
+    Reports readiness
     through *task_status*, with the ``AccountTree``, once every task is running
     (None if stopped before that).
     """
@@ -409,9 +417,15 @@ async def serve(
             task_status.started(None)
         else:
             routing = Routing.from_config(config)
+
+            async def refresh(tree: AccountTree) -> None:
+                if refresh_accounts is not None:
+                    await refresh_accounts(config, tree, stop)
+
             await _run_tree(
                 routing,
                 accounts,
+                refresh,
                 stop,
                 fetcher,
                 sender,
@@ -434,6 +448,7 @@ async def serve(
 async def _run_tree(  # noqa: PLR0917 - a private step of serve
     routing: Routing,
     accounts: list[AccountRef],
+    refresh: Callable[[AccountTree], Awaitable[None]],
     stop: StopSignal,
     fetcher: Fetcher,
     sender: Sender,
@@ -472,6 +487,8 @@ async def _run_tree(  # noqa: PLR0917 - a private step of serve
                 len(inputs),
             )
             task_status.started(living)
+            # It ends at the stop, like the fetchers in this nursery.
+            fetching.start_soon(refresh, living, name="account refresh")
             # The tree lives until the stop; then every account ends as a
             # clean stop does, and only then do the senders see their end.
             await stop.wait()

@@ -110,6 +110,7 @@ def test_dls_template_loads(tmp_path: Path) -> None:
     assert config.account.ikey == "DIXXXXXXXXXXXXXXXXXX"
     assert config.account.is_msp is False
     assert config.account.block_list == ()
+    assert config.account.msp_refresh_interval == 3600.0
     assert config.account.endpoints == tuple(Endpoint)
 
 
@@ -353,6 +354,17 @@ def test_hostname_may_carry_a_port(env: Environment) -> None:
     text = edit("api-test.duosecurity.com", "localhost:8443")
     account = load_config_text(text, "c.yml", env).account
     assert (account.api_host, account.api_port) == ("localhost", 8443)
+
+
+def test_msp_refresh_interval_is_read(env: Environment) -> None:
+    """``account.msp_refresh_interval`` sets how often MSP children are listed."""
+    text = edit(
+        "  endpoint_server_mappings:",
+        "  is_msp: true\n  msp_refresh_interval: '600'\n  endpoint_server_mappings:",
+    )
+    assert load_config_text(text, "config.yml", env).account.msp_refresh_interval == (
+        600.0
+    )
 
 
 def test_ca_certs_is_resolved_next_to_the_config(
@@ -666,6 +678,29 @@ BROKEN = {
             "    protocol: UDP\n",
         ),
         "config.yml:15: servers[1].id: duplicate server id 'siem'; ids must be unique",
+    ),
+    "msp_refresh_interval 0": (
+        edit(
+            "  endpoint_server_mappings:",
+            "  msp_refresh_interval: 0\n  endpoint_server_mappings:",
+        ),
+        "config.yml:19: account.msp_refresh_interval: must be a number of "
+        "seconds above 0, got 0",
+    ),
+    "msp_refresh_interval is negative": (
+        edit(
+            "  endpoint_server_mappings:",
+            "  msp_refresh_interval: -60\n  endpoint_server_mappings:",
+        ),
+        "config.yml:19: account.msp_refresh_interval: must be a number of "
+        "seconds above 0, got -60",
+    ),
+    "msp_refresh_interval is text": (
+        edit(
+            "  endpoint_server_mappings:",
+            "  msp_refresh_interval: hourly\n  endpoint_server_mappings:",
+        ),
+        "config.yml:19: account.msp_refresh_interval: expected a number, got 'hourly'",
     ),
     "ca_certs that does not exist": (
         edit(

@@ -16,14 +16,17 @@ import pytest
 import trio
 import trio.testing
 
+from tests.duo_inprocess import duo_client_error
 from tests.fakeduo.fixtures import IGNORE_DUO_CLIENT_SSL_WARNING, small_config
 from trio_dls.config import Account, Config, Environment, Proxy, load_config_text
 from trio_dls.duo.client import (
+    AccountRefusedError,
     CredentialsRejectedError,
     DuoAnswer,
     RateLimitedError,
     ThreadedDuoApi,
     TransientApiError,
+    classify,
 )
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import FakeDuo, Faults, make_children
@@ -337,3 +340,25 @@ async def test_a_number_too_long_for_python_is_forwarded_as_its_digits(
     answer = await threaded.get(AUTH, {"mintime": "1"})
 
     assert answer.body == {"authlogs": [{"txid": "t", "n": "7" * 5000}]}
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "child", "expected"),
+    [
+        (403, 40301, True, AccountRefusedError),
+        (404, 40401, True, AccountRefusedError),
+        (401, 40103, True, CredentialsRejectedError),
+        (401, 40102, True, CredentialsRejectedError),
+        (403, 40301, False, CredentialsRejectedError),
+        (401, 40103, False, CredentialsRejectedError),
+        (404, 40401, False, TransientApiError),
+    ],
+)
+def test_only_a_childs_403_or_404_is_the_childs_alone(
+    status: int, code: int, *, child: bool, expected: type[Exception]
+) -> None:
+    """A child's 403/404 is its own refusal; a 401, or the parent's 403, is fatal."""
+    error = duo_client_error(
+        status, "Error", json.dumps({"stat": "FAIL", "code": code}).encode()
+    )
+    assert type(classify(error, "GET /x", child=child)) is expected

@@ -18,6 +18,7 @@ from trio_dls.observe.events import (
     ApiFailed,
     Behind,
     CaughtUp,
+    ChildRefused,
     CursorSaveFailed,
     DatagramCut,
     DatagramDropped,
@@ -73,15 +74,19 @@ def test_the_lag_is_the_latest_told() -> None:
 
 
 def test_failures_are_counted_by_kind_and_429s_apart() -> None:
-    """API failures add up by kind; 429s and listing failures have their own."""
+    """API failures (children's refusals too) add up by kind; 429s, listings apart."""
     counters = Counters()
     for kind in ["TransientApiError 503", "TransientApiError 503", "Malformed"]:
         counters(ApiFailed(ACCOUNT, AUTH, kind, "m", 1, 0.0, 0.0, 1.0))
     counters(RateLimited(ACCOUNT, AUTH, 30.0, 2.0))
     counters(AccountListFailed("TransientApiError 500", "m", 1.0, 1, 0.0, 0.0))
+    counters(ChildRefused(ACCOUNT, AUTH, "AccountRefusedError 403", "m", 1, 0, 0, 60))
 
     assert (
-        Counter({"TransientApiError 503": 2, "Malformed": 1}) == counters.api_failures
+        Counter(
+            {"TransientApiError 503": 2, "Malformed": 1, "AccountRefusedError 403": 1}
+        )
+        == counters.api_failures
     )
     assert (counters.rate_limited, counters.account_list_failures) == (1, 1)
 

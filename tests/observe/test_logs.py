@@ -24,6 +24,8 @@ from trio_dls.observe.events import (
     ApiRecovered,
     Backlog,
     CaughtUp,
+    ChildRefused,
+    ChildrenChanged,
     ClockSkew,
     ClockState,
     ConnectionReplaced,
@@ -383,4 +385,41 @@ def test_connections_are_info_the_first_time_and_debug_after(
             logging.WARNING,
             f"{what}: the hostname did not resolve in time; still sending to 192.0.2.8",
         ),
+    ]
+
+
+def test_a_refused_child_is_named_by_id_and_name_at_a_falling_rate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A child's refusals warn at 1, 10, 100 with its id and name; its end once."""
+    observer = LogObserver()
+    for n in range(1, 101):
+        observer(
+            ChildRefused(
+                OTHER, AUTH, "AccountRefusedError 403", "HTTP 403", n, 0.0, n, 60.0
+            )
+        )
+    observer(ApiRecovered(OTHER, AUTH, failures=100, lasted=100.0, at=101.0))
+
+    warnings = messages(caplog, logging.WARNING)
+    assert len(warnings) == 3
+    assert warnings[0] == (
+        "child/auth: child account child (DA0000000000000000001) refused: HTTP 403;"
+        " other accounts go on, this one retries in 60 s"
+    )
+    assert messages(caplog, logging.INFO) == [
+        "child/auth: working again after 100 failure(s) over 100 s"
+    ]
+
+
+def test_children_added_and_removed_are_said_with_their_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A listing that changes the children says which, by name and id."""
+    observer = LogObserver()
+    observer(ChildrenChanged(added=(OTHER,), removed=()))
+    observer(ChildrenChanged(added=(), removed=(OTHER, AccountRef("b", "DA2"))))
+    assert messages(caplog, logging.INFO) == [
+        "MSP parent: child account(s) added: child (DA0000000000000000001)",
+        "MSP parent: child account(s) removed: child (DA0000000000000000001), b (DA2)",
     ]

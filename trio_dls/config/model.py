@@ -67,6 +67,9 @@ Port = NewType("Port", int)
 # Days as DLS reads them (``timedelta(days=offset)``): fractions are allowed.
 OffsetDays = NewType("OffsetDays", float)
 PositiveSeconds = NewType("PositiveSeconds", float)
+# How often an MSP parent's child list is read again: a new child starts
+# fetching within the hour, at one account-list call an hour.
+DEFAULT_MSP_REFRESH_SECONDS: Final = 3600.0
 DatagramSize = NewType("DatagramSize", int)
 # The largest UDP payload over IPv4.
 MAX_UDP_MAX_SIZE: Final = 65507
@@ -243,6 +246,8 @@ class Account:
     is_msp: bool = False
     block_list: tuple[str, ...] = ()
     ca_certs: str | None = None
+    # An extension: DLS lists an MSP parent's children once, at start-up.
+    msp_refresh_interval: PositiveSeconds = PositiveSeconds(DEFAULT_MSP_REFRESH_SECONDS)
 
     @property
     def api_host(self) -> str:

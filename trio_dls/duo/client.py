@@ -14,11 +14,20 @@ which bounds how far a window may reach (``trio_dls.duo.clock``).  That is why
 calls go through duo_client's ``api_call`` (which returns the HTTP response)
 and ``parse_json_response``, exactly what its ``json_api_call`` does.
 
-Errors are translated at this edge into three kinds, and nothing else leaves
+Errors are translated at this edge into four kinds, and nothing else leaves
 this module:
 
-* ``CredentialsRejectedError`` (a ``FatalError``): HTTP 401 or 403.  No retry
-  can fix an ikey/skey pair Duo refuses; the daemon stops with one line.
+* ``CredentialsRejectedError`` (a ``FatalError``): HTTP 401 or 403 to the
+  parent's own calls (the account list, or logs without ``account_id``), and
+  HTTP 401 to any call.  No retry can fix an ikey/skey pair Duo refuses; the
+  daemon stops with one line.
+* ``AccountRefusedError``: HTTP 403 or 404 to an MSP child's call (with
+  ``account_id``).  A 401 is authentication, which Duo does with the parent's
+  ikey and signature whatever account is named (its codes 40101-40105: no
+  credentials, unknown ikey, bad signature, bad date), so it stays the
+  parent's; a 403 or 404 once authenticated is about the account named: the
+  child was deleted, or the parent's access to it revoked.  That child is
+  retried later; the others go on.
 * ``RateLimitedError``: HTTP 429.  duo_client's own sleeping retry loop is
   turned off (``_MAX_BACKOFF_WAIT_SECS = 0``) so that pacing stays with the
   fetcher, where it can be cancelled and shared knowledge of the limit lives.
@@ -74,6 +83,10 @@ class CredentialsRejectedError(FatalError):
     """Duo refused the integration key or the signature (401/403)."""
 
 
+class AccountRefusedError(TransientApiError):
+    """Duo refused the calls for one MSP child account (403/404)."""
+
+
 @attrs.frozen
 class DuoAnswer:
     """The ``response`` part of an answer of Duo's, and when Duo wrote it."""
@@ -93,11 +106,20 @@ class DuoApi(Protocol):
         """Return the Accounts API's list of child accounts."""
 
 
-def classify(exc: BaseException, what: str) -> Exception:
-    """Translate what duo_client raised during *what* into one of our errors."""
+def classify(exc: BaseException, what: str, *, child: bool = False) -> Exception:
+    """Translate what duo_client raised during *what* into one of our errors.
+
+    *child* says that *what* named an MSP child (``account_id``): its 403 or
+    404 is about that child alone (see the module docstring).
+    """
     status = getattr(exc, "status", None)
     if isinstance(exc, RuntimeError) and isinstance(status, int):
         detail = _duo_message(exc)
+        if child and status in {403, 404}:
+            return AccountRefusedError(
+                f"{what}: Duo refused the calls for this child account "
+                f"(HTTP {status}: {detail}); deleted, or access revoked?"
+            )
         if status in {401, 403}:
             return CredentialsRejectedError(
                 f"{what}: Duo rejected the credentials (HTTP {status}: {detail}); "
@@ -183,7 +205,9 @@ class ThreadedDuoApi:
         """Return the ``response`` of ``GET path?params`` (plus the child id)."""
         if self._child is not None:
             params = {**params, "account_id": self._child}
-        return await self._call(self._admin, "GET", path, params)
+        return await self._call(
+            self._admin, "GET", path, params, child=self._child is not None
+        )
 
     async def list_child_accounts(self) -> list[dict[str, Any]]:
         """Return the MSP parent's child accounts."""
@@ -203,6 +227,8 @@ class ThreadedDuoApi:
         method: str,
         path: str,
         params: dict[str, str],
+        *,
+        child: bool = False,
     ) -> DuoAnswer:
         what = f"{method} {path}"
         with trio.CancelScope() as scope:
@@ -225,7 +251,7 @@ class ThreadedDuoApi:
                 http.client.HTTPException,
                 ValueError,
             ) as exc:
-                raise classify(exc, what) from None
+                raise classify(exc, what, child=child) from None
         if gate.started:
             msg = f"{what}: no answer within {self._timeout:g} s"
         else:

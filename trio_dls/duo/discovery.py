@@ -4,6 +4,15 @@ The supervisor's ``AccountDiscovery``: for an ordinary account, the account; for
 MSP parent (``is_msp``), its children from the Accounts API, minus ``block_list``.
 A failure to list is retried with backoff; a parent with no child to fetch keeps
 looking.  What happens is told to the observer, never logged here.
+
+It is also the supervisor's ``AccountRefresh``: children come and go while the
+daemon runs, so the list is read again every ``account.msp_refresh_interval``
+seconds and the running tree is made to match it (``block_list`` applied each
+time): new children are added, children gone from the list are removed, as a
+clean stop does, their cursors left for when they come back.  A listing that
+fails changes nothing; it is retried with backoff, the children running
+meanwhile.  The account list is the parent's own call: its credentials being
+refused there is fatal, as at start-up.
 """
 
 from __future__ import annotations
@@ -17,13 +26,18 @@ import trio
 from trio_dls.duo.client import DuoApi, TransientApiError, failure_kind
 from trio_dls.duo.pacing import Backoff
 from trio_dls.observe import LogObserver, Observer
-from trio_dls.observe.events import AccountListFailed, AccountsListed, NoChildAccount
+from trio_dls.observe.events import (
+    AccountListFailed,
+    AccountsListed,
+    ChildrenChanged,
+    NoChildAccount,
+)
 from trio_dls.observe.reporting import Streak
 from trio_dls.supervisor import AccountRef
 
 if TYPE_CHECKING:
     from trio_dls.config import Config
-    from trio_dls.supervisor import StopSignal
+    from trio_dls.supervisor import AccountTree, StopSignal
 
 __all__ = ["AccountDiscovery"]
 
@@ -82,6 +96,53 @@ class AccountDiscovery:
             )
             if not await stop.sleep(delay):
                 return []
+
+    async def refresh(
+        self, config: Config, tree: AccountTree, stop: StopSignal
+    ) -> None:
+        """Keep *tree*'s accounts the MSP parent's unblocked children, until a stop."""
+        account = config.account
+        if not account.is_msp:
+            return
+        streak = Streak()
+        interval = account.msp_refresh_interval
+        while await stop.sleep(interval):
+            children = await self._list(stop)
+            if stop.is_set:
+                return
+            refs = _children(children, account.block_list)
+            blocked = len(children) - len(refs)
+            self.observer(AccountsListed(children=len(refs), blocked=blocked))
+            await self._apply(tree, refs)
+            if refs:
+                streak.succeeded()
+                continue
+            now = trio.current_time()
+            streak.failed("no child", now)
+            self.observer(
+                NoChildAccount(
+                    listed=len(children),
+                    blocked=blocked,
+                    retry_in=interval,
+                    failures=streak.failures,
+                    since=streak.since,
+                    at=now,
+                )
+            )
+
+    async def _apply(self, tree: AccountTree, refs: list[AccountRef]) -> None:
+        """Add the children of *refs* not running, remove those running not in it."""
+        wanted = {ref.account_id: ref for ref in refs}
+        running = {ref.account_id: ref for ref in tree.accounts}
+        removed = tuple(ref for key, ref in running.items() if key not in wanted)
+        # Each removal may wait out a delivery's grace: side by side, a
+        # thousand children leaving cost one grace, not a thousand.
+        async with trio.open_nursery() as removing:
+            for ref in removed:
+                removing.start_soon(tree.remove, ref.account_id)
+        added = tuple(ref for ref in refs if tree.add(ref))
+        if added or removed:
+            self.observer(ChildrenChanged(added=added, removed=removed))
 
     async def _list(self, stop: StopSignal) -> list[dict[str, Any]]:
         """Return the Accounts API's list, retrying failures; [] on a stop."""

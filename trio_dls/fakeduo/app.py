@@ -151,6 +151,11 @@ class FakeDuoApp:
         self._lock = threading.Lock()
         self._integrations = {config.ikey: Credentials(config.ikey, config.skey)}
         self._children = {child.account_id: child for child in config.children}
+        # Children can leave the account list and come back, or have their
+        # calls refused (deleted, access revoked), while the fake runs.
+        self._unlisted: set[str] = set()
+        self._refused: set[str] = set()
+        self._list_fails = False
         self._dataset = Dataset(
             config.dataset,
             [config.account_id, *self._children],
@@ -236,6 +241,31 @@ class FakeDuoApp:
             return self._dataset.add(
                 account_id or self.config.account_id, endpoint, body, ts_ms
             )
+
+    def list_children(self, *account_ids: str, listed: bool = True) -> None:
+        """Show (or, *listed* False, hide) these children in the account list.
+
+        A hidden child still answers calls naming it, as a child just removed
+        from an MSP parent might: a client must stop calling it on its own.
+        """
+        with self._lock:
+            if listed:
+                self._unlisted.difference_update(account_ids)
+            else:
+                self._unlisted.update(account_ids)
+
+    def refuse_child(self, account_id: str, *, refused: bool = True) -> None:
+        """Answer (or stop answering) this child's log calls with 403."""
+        with self._lock:
+            if refused:
+                self._refused.add(account_id)
+            else:
+                self._refused.discard(account_id)
+
+    def fail_account_list(self, *, failing: bool = True) -> None:
+        """Answer (or stop answering) the account list with 500."""
+        with self._lock:
+            self._list_fails = failing
 
     def stats(self) -> Stats:
         """Return a snapshot of the counters."""
@@ -343,6 +373,8 @@ class FakeDuoApp:
             # An ordinary Admin API integration may not name an account, and an
             # Accounts API one only its own children.
             return envelope.invalid_param("account_id")
+        if account_id in self._refused:
+            return envelope.FORBIDDEN
         return account_id
 
     def _account_list_plan(self, method: str) -> Plan:
@@ -351,6 +383,8 @@ class FakeDuoApp:
         if method != "POST":
             return Plan(_error(envelope.METHOD_NOT_ALLOWED))
         self._account_list += 1
+        if self._list_fails:
+            return Plan(_error(envelope.INTERNAL_ERROR))
         children = [
             {
                 "account_id": child.account_id,
@@ -358,6 +392,7 @@ class FakeDuoApp:
                 "name": child.name,
             }
             for child in self._children.values()
+            if child.account_id not in self._unlisted
         ]
         return self._with_faults(None, envelope.ok_body(children))
 

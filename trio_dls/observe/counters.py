@@ -20,6 +20,7 @@ from trio_dls.observe.events import (
     AccountRemoved,
     ApiFailed,
     Behind,
+    ChildRefused,
     CursorLost,
     CursorRestored,
     CursorSaveFailed,
@@ -84,6 +85,7 @@ class Counters:
             PageDelivered: self._page_delivered,
             Behind: self._behind,
             ApiFailed: self._api_failed,
+            ChildRefused: self._api_failed,
             RateLimited: self._rate_limited,
             PlanningWarning: self._planning_warning,
             AccountListFailed: self._account_list_failed,
@@ -119,7 +121,7 @@ class Counters:
     def _behind(self, event: Behind) -> None:
         self.behind[event.account, event.endpoint] = event.seconds
 
-    def _api_failed(self, event: ApiFailed) -> None:
+    def _api_failed(self, event: ApiFailed | ChildRefused) -> None:
         self.api_failures[event.kind] += 1
 
     def _rate_limited(self, event: RateLimited) -> None:

@@ -57,6 +57,8 @@ __all__ = [
     "Backlog",
     "Behind",
     "CaughtUp",
+    "ChildRefused",
+    "ChildrenChanged",
     "ClockSkew",
     "ClockState",
     "ConnectionReplaced",
@@ -174,6 +176,24 @@ class ApiFailed:
 
 
 @attrs.frozen
+class ChildRefused:
+    """Duo refused an MSP child's request (403/404: deleted, access revoked).
+
+    As ``ApiFailed``, for that child alone: the fetcher asks again in
+    *retry_in* seconds, a long backoff, while the other accounts go on.
+    """
+
+    account: AccountRef
+    endpoint: Endpoint
+    kind: str
+    message: str
+    failures: int
+    since: float
+    at: float
+    retry_in: float
+
+
+@attrs.frozen
 class ApiRecovered:
     """A request succeeded after *failures* failed ones over *lasted* seconds."""
 
@@ -246,6 +266,17 @@ class NoChildAccount:
     failures: int
     since: float
     at: float
+
+
+@attrs.frozen
+class ChildrenChanged:
+    """A new listing of the MSP parent's children *added* some and *removed* others.
+
+    Removed children were stopped cleanly, their cursors kept.
+    """
+
+    added: tuple[AccountRef, ...]
+    removed: tuple[AccountRef, ...]
 
 
 @attrs.frozen
@@ -516,11 +547,13 @@ Event = (
     | Behind
     | RateLimited
     | ApiFailed
+    | ChildRefused
     | ApiRecovered
     | PlanningWarning
     | ClockSkew
     | AccountsListed
     | NoChildAccount
+    | ChildrenChanged
     | AccountListFailed
     | AccountAdded
     | AccountRemoved

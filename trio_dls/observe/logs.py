@@ -44,6 +44,8 @@ from trio_dls.observe.events import (
     ApiRecovered,
     Backlog,
     CaughtUp,
+    ChildRefused,
+    ChildrenChanged,
     ClockSkew,
     ClockState,
     ConnectionReplaced,
@@ -143,11 +145,13 @@ class LogObserver:
             CaughtUp: self._caught_up,
             RateLimited: self._rate_limited,
             ApiFailed: self._api_failed,
+            ChildRefused: self._child_refused,
             ApiRecovered: self._api_recovered,
             PlanningWarning: self._planning_warning,
             ClockSkew: self._clock_skew,
             AccountsListed: self._accounts_listed,
             NoChildAccount: self._no_child_account,
+            ChildrenChanged: self._children_changed,
             AccountListFailed: self._account_list_failed,
             AccountRemoved: self._account_removed,
             ServerConnected: self._server_connected,
@@ -214,6 +218,24 @@ class LogObserver:
                 event.retry_in,
             )
 
+    def _child_refused(self, event: ChildRefused) -> None:
+        said = self._fetcher(event.account, event.endpoint)
+        said.state = "failing"
+        # The same report as other failures, so that its end is said by
+        # ``ApiRecovered``; the line names the child by id as well as by name,
+        # since an operator looks the id up in Duo's console.
+        report = said.failures.failed(event.kind, event.message, event.at)
+        if report is not None:
+            FETCHER_LOG.warning(
+                "%s: child account %s (%s) refused: %s; other accounts go on, "
+                "this one retries in %.0f s",
+                said.name,
+                event.account.name,
+                event.account.account_id,
+                report,
+                event.retry_in,
+            )
+
     def _api_recovered(self, event: ApiRecovered) -> None:
         said = self._fetcher(event.account, event.endpoint)
         recovered = said.failures.succeeded(event.at)
@@ -269,6 +291,15 @@ class LogObserver:
         )
         if said is not None:
             FETCHER_LOG.warning("%s", said)
+
+    def _children_changed(self, event: ChildrenChanged) -> None:
+        for verb, accounts in (("added", event.added), ("removed", event.removed)):
+            if accounts:
+                FETCHER_LOG.info(
+                    "MSP parent: child account(s) %s: %s",
+                    verb,
+                    ", ".join(f"{a.name} ({a.account_id})" for a in accounts),
+                )
 
     def _account_list_failed(self, event: AccountListFailed) -> None:
         said = self._list_failures.failed(
