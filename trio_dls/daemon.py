@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from trio_dls.checkpoints import CheckpointStore
+from trio_dls.config import MspApiHost
 from trio_dls.duo.client import THREADS, ThreadedDuoApi
 from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.fetcher import Fetching, FetchSettings
@@ -27,6 +28,26 @@ from trio_dls.supervisor import (
 
 if TYPE_CHECKING:
     from trio_dls.config import Config
+
+
+def duo_api_for(
+    config: Config, account: AccountRef, limiter: trio.CapacityLimiter
+) -> ThreadedDuoApi:
+    """Return the Duo client of *account*, calling the host ``msp_api_host`` says.
+
+    Either way a child's calls name it with ``account_id``, signed with the
+    parent's keys; ``child`` only moves them to the child's own deployment.
+    """
+    hostname = None
+    if config.account.msp_api_host is MspApiHost.CHILD:
+        hostname = account.api_hostname
+    return ThreadedDuoApi(
+        config.account,
+        config.dls_settings.proxy,
+        limiter=limiter,
+        child_account_id=account.account_id,
+        api_hostname=hostname,
+    )
 
 
 async def run_daemon(
@@ -51,12 +72,7 @@ async def run_daemon(
     limiter = trio.CapacityLimiter(THREADS)
 
     def api_for(account: AccountRef) -> ThreadedDuoApi:
-        return ThreadedDuoApi(
-            config.account,
-            config.dls_settings.proxy,
-            limiter=limiter,
-            child_account_id=account.account_id,
-        )
+        return duo_api_for(config, account, limiter)
 
     # The parent's own client: it lists the children, at start and after.
     discovery = AccountDiscovery(

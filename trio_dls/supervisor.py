@@ -143,6 +143,11 @@ class AccountRef:
     # The MSP child's account id, sent as ``account_id`` with every call;
     # None for the account whose credentials are in the config.
     account_id: str | None = None
+    # The MSP child's own API host from the account list, where its calls go
+    # with ``account.msp_api_host: child``.  Not part of what the account is:
+    # the tree knows it by ``account_id`` alone, and a host changed in a later
+    # listing does not make it another account.
+    api_hostname: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

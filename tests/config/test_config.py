@@ -20,6 +20,7 @@ from trio_dls.config import (
     DatagramSize,
     Environment,
     KeyPath,
+    MspApiHost,
     Problem,
     ProblemKind,
     Protocol,
@@ -111,6 +112,7 @@ def test_dls_template_loads(tmp_path: Path) -> None:
     assert config.account.is_msp is False
     assert config.account.block_list == ()
     assert config.account.msp_refresh_interval == 3600.0
+    assert config.account.msp_api_host is MspApiHost.PARENT
     assert config.account.endpoints == tuple(Endpoint)
 
 
@@ -365,6 +367,25 @@ def test_msp_refresh_interval_is_read(env: Environment) -> None:
     assert load_config_text(text, "config.yml", env).account.msp_refresh_interval == (
         600.0
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("child", MspApiHost.CHILD),
+        ("Child", MspApiHost.CHILD),
+        ("PARENT", MspApiHost.PARENT),
+    ],
+)
+def test_msp_api_host_is_read_in_any_case(
+    env: Environment, written: str, expected: MspApiHost
+) -> None:
+    """``account.msp_api_host`` picks the host MSP children are called on."""
+    text = edit(
+        "  endpoint_server_mappings:",
+        f"  is_msp: true\n  msp_api_host: {written}\n  endpoint_server_mappings:",
+    )
+    assert expected is load_config_text(text, "config.yml", env).account.msp_api_host
 
 
 def test_ca_certs_is_resolved_next_to_the_config(
@@ -701,6 +722,21 @@ BROKEN = {
             "  msp_refresh_interval: hourly\n  endpoint_server_mappings:",
         ),
         "config.yml:19: account.msp_refresh_interval: expected a number, got 'hourly'",
+    ),
+    "unknown msp_api_host": (
+        edit(
+            "  endpoint_server_mappings:",
+            "  msp_api_host: own\n  endpoint_server_mappings:",
+        ),
+        "config.yml:19: account.msp_api_host: expected one of parent, child, got 'own'",
+    ),
+    "msp_api_host is not text": (
+        edit(
+            "  endpoint_server_mappings:",
+            "  msp_api_host: [child]\n  endpoint_server_mappings:",
+        ),
+        "config.yml:19: account.msp_api_host: expected one of parent, child, "
+        "got ['child']",
     ),
     "ca_certs that does not exist": (
         edit(

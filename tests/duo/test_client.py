@@ -12,13 +12,22 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from tests.duo_inprocess import duo_client_error
 from tests.fakeduo.fixtures import IGNORE_DUO_CLIENT_SSL_WARNING, small_config
-from trio_dls.config import Account, Config, Environment, Proxy, load_config_text
+from trio_dls.config import (
+    Account,
+    Config,
+    Environment,
+    MspApiHost,
+    Proxy,
+    load_config_text,
+)
+from trio_dls.daemon import duo_api_for
 from trio_dls.duo.client import (
     AccountRefusedError,
     CredentialsRejectedError,
@@ -28,8 +37,10 @@ from trio_dls.duo.client import (
     TransientApiError,
     classify,
 )
+from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import FakeDuo, Faults, make_children
+from trio_dls.supervisor import AccountRef, StopSignal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -362,3 +373,65 @@ def test_only_a_childs_403_or_404_is_the_childs_alone(
         status, "Error", json.dumps({"stat": "FAIL", "code": code}).encode()
     )
     assert type(classify(error, "GET /x", child=child)) is expected
+
+
+# A child in another Duo deployment: a name no DNS knows, reached through the
+# fake's CONNECT (its certificate names every child's api_hostname).
+ELSEWHERE = "api-elsewhere.duo.test"
+
+
+@pytest.fixture
+async def cross_deployment() -> AsyncIterator[FakeDuo]:
+    """The fake Duo API with one MSP child whose api_hostname is not the parent's."""
+    children = make_children(1, seed=9, api_hostname=ELSEWHERE)
+    server = FakeDuo(small_config(children=children))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+async def child_answer(fake: FakeDuo, config: Config) -> DuoAnswer:
+    """Discover the fake's child as the daemon does and read its auth log."""
+    limiter = trio.CapacityLimiter(4)
+    parent = duo_api_for(config, AccountRef(config.account.ikey), limiter)
+    (child,) = await AccountDiscovery(parent)(config, StopSignal())
+    return await duo_api_for(config, child, limiter).get(AUTH, window(fake))
+
+
+def routed_config(fake: FakeDuo, tmp_path: Path, msp_api_host: str | None) -> Config:
+    """The fake's MSP parent, through the fake as proxy, with *msp_api_host*."""
+    config = account_for(fake, tmp_path)
+    account = attrs.evolve(config.account, is_msp=True)
+    if msp_api_host is not None:
+        account = attrs.evolve(account, msp_api_host=MspApiHost(msp_api_host))
+    proxy = Proxy(proxy_server="localhost", proxy_port=fake.port)
+    settings = attrs.evolve(config.dls_settings, proxy=proxy)
+    return attrs.evolve(config, account=account, dls_settings=settings)
+
+
+async def test_the_child_route_calls_the_childs_own_host(
+    cross_deployment: FakeDuo, tmp_path: Path
+) -> None:
+    """With msp_api_host: child, a child's calls are signed for and sent to its host."""
+    fake = cross_deployment
+    child = fake.children[0].account_id
+    answer = await child_answer(fake, routed_config(fake, tmp_path, "child"))
+    assert {(child, ELSEWHERE): 1} == fake.stats().hosts
+    assert isinstance(answer.body, dict)
+    # account_id is still sent: the child's records, not the parent's.
+    held = fake.held_records(Endpoint.AUTH, child)
+    assert [r.body for r in held] == answer.body["authlogs"]
+
+
+async def test_the_parent_route_is_the_default(
+    cross_deployment: FakeDuo, tmp_path: Path
+) -> None:
+    """By default a child's calls go to the parent's host, with account_id."""
+    fake = cross_deployment
+    child = fake.children[0].account_id
+    answer = await child_answer(fake, routed_config(fake, tmp_path, None))
+    assert {(child, "localhost"): 1} == fake.stats().hosts
+    assert isinstance(answer.body, dict)
+    held = fake.held_records(Endpoint.AUTH, child)
+    assert [r.body for r in held] == answer.body["authlogs"]

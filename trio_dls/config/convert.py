@@ -34,6 +34,7 @@ from trio_dls.config.model import (
     Config,
     DatagramSize,
     EndpointServerMapping,
+    MspApiHost,
     NonEmptyStr,
     OffsetDays,
     Port,
@@ -347,6 +348,7 @@ def make_converter() -> cattrs.Converter:
         (Facility, False),
         (Framing, False),
         (OversizePolicy, False),
+        (MspApiHost, False),
     ]
     for cls, upper in enums:
         converter.register_structure_hook(cls, _enum_hook(cls, upper=upper))

@@ -33,6 +33,18 @@ class Protocol(enum.StrEnum):
     UDP = "UDP"
 
 
+class MspApiHost(enum.StrEnum):
+    """Which API host an MSP child's calls go to (``account.msp_api_host``)."""
+
+    # The parent's host, with ``account_id``: DLS's only route.  Enough while
+    # every child lives in the parent's Duo deployment.
+    PARENT = "parent"
+    # The child's own ``api_hostname`` from the account list, still with
+    # ``account_id``, as duo_client's ``AccountAdmin`` does: the parent's host
+    # cannot serve a child in another deployment.
+    CHILD = "child"
+
+
 class Secret:
     """A value that must never be printed: repr and str show a mask."""
 
@@ -248,6 +260,8 @@ class Account:
     ca_certs: str | None = None
     # An extension: DLS lists an MSP parent's children once, at start-up.
     msp_refresh_interval: PositiveSeconds = PositiveSeconds(DEFAULT_MSP_REFRESH_SECONDS)
+    # An extension: DLS always calls the parent's host.
+    msp_api_host: MspApiHost = MspApiHost.PARENT
 
     @property
     def api_host(self) -> str:

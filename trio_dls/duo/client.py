@@ -51,6 +51,7 @@ import attrs
 import duo_client
 import trio
 
+from trio_dls.config.model import split_host_port
 from trio_dls.duo.clock import parse_http_date
 from trio_dls.errors import FatalError
 
@@ -171,10 +172,15 @@ class ThreadedDuoApi:
         *,
         limiter: trio.CapacityLimiter,
         child_account_id: str | None = None,
+        api_hostname: str | None = None,
         call_timeout: float = CALL_TIMEOUT,
         queue_timeout: float = QUEUE_TIMEOUT,
     ) -> None:
-        """Prepare a client for *account* (and *child_account_id* for MSP)."""
+        """Prepare a client for *account* (and *child_account_id* for MSP).
+
+        *api_hostname* (``host[:port]``) replaces the account's hostname as the
+        host called and signed for: an MSP child's own, for the child route.
+        """
         if account.skey is None:  # the loader always resolves it
             msg = "the account has no skey"
             raise ValueError(msg)
@@ -182,14 +188,18 @@ class ThreadedDuoApi:
         self._limiter = limiter
         self._timeout = call_timeout
         self._queue_timeout = queue_timeout
+        # duo_client signs for the host it connects to, and Duo checks that
+        # signature against the host it was sent to: host and signature go
+        # together, a child's to its own deployment.
+        host, port = split_host_port(api_hostname or account.hostname)
         kwargs: dict[str, Any] = {
             "ikey": account.ikey,
             "skey": account.skey.reveal(),
-            "host": account.api_host,
+            "host": host,
             "timeout": call_timeout,
         }
-        if account.api_port is not None:
-            kwargs["port"] = account.api_port
+        if port is not None:
+            kwargs["port"] = port
         if account.ca_certs:
             kwargs["ca_certs"] = account.ca_certs
         self._admin = duo_client.Admin(**kwargs)
@@ -199,7 +209,7 @@ class ThreadedDuoApi:
             client._MAX_BACKOFF_WAIT_SECS = 0  # noqa: SLF001
             if proxy.enabled:
                 client.set_proxy(host=proxy.proxy_server, port=proxy.proxy_port)
-        self.host = account.api_host
+        self.host = host
 
     async def get(self, path: str, params: dict[str, str]) -> DuoAnswer:
         """Return the ``response`` of ``GET path?params`` (plus the child id)."""

@@ -180,7 +180,17 @@ def _children(
         AccountRef(
             name=str(child.get("name") or child["account_id"]),
             account_id=child["account_id"],
+            api_hostname=_api_hostname(child),
         )
         for child in children
         if child["account_id"] not in blocked
     ]
+
+
+def _api_hostname(child: dict[str, Any]) -> str | None:
+    # Duo lists one for every child; a listing without it leaves the child to
+    # the parent's host, which serves every child of its own deployment.
+    hostname = child.get("api_hostname")
+    if not isinstance(hostname, str) or not hostname.strip():
+        return None
+    return hostname.strip()

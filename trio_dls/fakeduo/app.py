@@ -91,13 +91,16 @@ class Stats:
     ``requests`` counts every authenticated request routed to a log endpoint
     (those answered 429 included); ``rate_limited`` counts the 429s;
     ``account_list`` counts calls to the account list; ``auth_failures``
-    counts 401s.
+    counts 401s. ``hosts`` counts authenticated log requests by (account id,
+    host): the host each was sent to and, since the signature is checked
+    against it, signed for.
     """
 
     requests: Mapping[tuple[str, Endpoint], int]
     rate_limited: Mapping[tuple[str, Endpoint], int]
     account_list: int
     auth_failures: int
+    hosts: Mapping[tuple[str, str], int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -163,6 +166,7 @@ class FakeDuoApp:
         )
         self._requests: Counter[tuple[str, Endpoint]] = Counter()
         self._rate_limited: Counter[tuple[str, Endpoint]] = Counter()
+        self._hosts: Counter[tuple[str, str]] = Counter()
         self._account_list = 0
         self._auth_failures = 0
         self._apply_faults(config.faults)
@@ -275,6 +279,7 @@ class FakeDuoApp:
                 rate_limited=dict(self._rate_limited),
                 account_list=self._account_list,
                 auth_failures=self._auth_failures,
+                hosts=dict(self._hosts),
             )
 
     # -- request handling --------------------------------------------------
@@ -327,7 +332,7 @@ class FakeDuoApp:
             return Plan(_error(DuoError(401, verdict.code, verdict.message)))
         if path == ACCOUNT_LIST_PATH:
             return self._account_list_plan(method)
-        return self._log_plan(verdict, method, path, params)
+        return self._log_plan(verdict, method, path, params, signed.host)
 
     def _log_plan(
         self,
@@ -335,6 +340,7 @@ class FakeDuoApp:
         method: str,
         path: str,
         params: Mapping[str, Sequence[str]],
+        host: str,
     ) -> Plan:
         endpoint = endpoint_for_path(path)
         if endpoint is None:
@@ -347,6 +353,7 @@ class FakeDuoApp:
 
         now = self._clock()
         self._requests[account, endpoint] += 1
+        self._hosts[account, host] += 1
         if self._limiter is not None and not self._limiter.allow(
             (credentials.ikey, account, endpoint), now
         ):

@@ -46,6 +46,11 @@ _TLS_HANDSHAKE = 0x16
 _RECEIVE_SIZE = 65536
 
 
+def _without_port(hostname: str) -> str:
+    host, sep, port = hostname.rpartition(":")
+    return host if sep and port.isdigit() else hostname
+
+
 class _PrefixedStream(trio.abc.Stream):
     """A stream that first returns bytes already read from another stream."""
 
@@ -94,7 +99,13 @@ class FakeDuo:
         self.config = config or FakeDuoConfig()
         self.app = FakeDuoApp(self.config, clock=clock, wall_clock=wall_clock)
         self._ca = trustme.CA()
-        self._cert = self._ca.issue_cert(HOSTNAME, "127.0.0.1")
+        # One deployment serves every child here, so its certificate also
+        # names each child's api_hostname: a client may call a child on its
+        # own host (through the fake's CONNECT, which needs no DNS for it).
+        names = dict.fromkeys(
+            [HOSTNAME, *(_without_port(c.api_hostname) for c in self.config.children)]
+        )
+        self._cert = self._ca.issue_cert(*names, "127.0.0.1")
         self._port: int | None = None
         self._ca_path: Path | None = None
 
