@@ -27,6 +27,7 @@ import trio
 from trio_dls import __version__, cli
 from trio_dls.cli import main
 from trio_dls.duo.cursors import NewerCursorError
+from trio_dls.duo.shards import Shard
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_thread
 
 if TYPE_CHECKING:
@@ -172,16 +173,84 @@ def test_a_config_named_like_a_command_can_still_be_run(argv: list[str]) -> None
 
 def test_main_dispatches_to_the_parsed_command(monkeypatch: pytest.MonkeyPatch) -> None:
     """``main`` runs the command the table maps the command line to."""
-    calls: list[tuple[Path, float]] = []
+    calls: list[tuple[Path, float, object]] = []
 
-    def fake_run(path: Path, *, grace: float, stderr: object) -> int:
+    def fake_run(path: Path, *, grace: float, stderr: object, shard: object) -> int:
         del stderr
-        calls.append((path, grace))
+        calls.append((path, grace, shard))
         return 7
 
     monkeypatch.setattr(cli, "run", fake_run)
-    assert main(["config.yml", "--grace", "2"]) == 7
-    assert [(Path("config.yml"), 2.0)] == calls
+    assert main(["config.yml", "--grace", "2", "--shard", "1/2"]) == 7
+    assert [(Path("config.yml"), 2.0, Shard(1, 2))] == calls
+
+
+def test_no_shard_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --shard or TRIO_DLS_SHARD, the daemon owns every child."""
+    monkeypatch.delenv("TRIO_DLS_SHARD", raising=False)
+    assert cli.parse(["config.yml"]).options.shard is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--shard", "1/2", "config.yml"],
+        ["config.yml", "--shard=1/2"],
+        ["run", "--shard", "1/2", "config.yml"],
+    ],
+)
+def test_shard_reaches_the_run_command(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--shard INDEX/COUNT`` is parsed into the run command's options."""
+    monkeypatch.delenv("TRIO_DLS_SHARD", raising=False)
+    assert Shard(1, 2) == cli.parse(argv).options.shard
+
+
+def test_shard_from_the_environment_and_the_option_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TRIO_DLS_SHARD sets the shard; --shard, when given, takes precedence."""
+    monkeypatch.setenv("TRIO_DLS_SHARD", "2/3")
+    assert Shard(2, 3) == cli.parse(["config.yml"]).options.shard
+    assert Shard(0, 3) == cli.parse(["--shard", "0/3", "config.yml"]).options.shard
+
+
+def test_shard_auto_takes_the_pods_ordinal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto/COUNT reads INDEX from the host name, as a StatefulSet's pod's."""
+    monkeypatch.setenv("TRIO_DLS_SHARD", "auto/4")
+    monkeypatch.setattr("socket.gethostname", lambda: "trio-dls-3")
+    assert Shard(3, 4) == cli.parse(["config.yml"]).options.shard
+
+
+@pytest.mark.parametrize(
+    ("option", "env", "message"),
+    [
+        ("2/2", None, "from 0 to 1 for 2 shards, not 2"),
+        ("half", None, "'half' is not a shard"),
+        (None, "x/2", "'x/2' is not a shard"),
+    ],
+)
+def test_a_bad_shard_exits_2_with_one_line(
+    option: str | None,
+    env: str | None,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A wrong --shard or TRIO_DLS_SHARD is a command-line mistake: exit 2, one line."""
+    if env is None:
+        monkeypatch.delenv("TRIO_DLS_SHARD", raising=False)
+    else:
+        monkeypatch.setenv("TRIO_DLS_SHARD", env)
+    argv = ["config.yml"] if option is None else ["--shard", option, "config.yml"]
+    with pytest.raises(SystemExit) as exited:
+        cli.parse(argv)
+    assert exited.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert "argument --shard" in errors[0]
+    assert message in errors[0]
 
 
 def test_help_lists_every_command() -> None:

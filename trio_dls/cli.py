@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import socket
 import sys
 import textwrap
 from collections.abc import Callable
@@ -40,6 +42,7 @@ from trio_dls.config import (
 )
 from trio_dls.daemon import run_daemon
 from trio_dls.duo.cursors import NewerCursorError
+from trio_dls.duo.shards import Shard, parse_shard
 from trio_dls.errors import FatalError
 from trio_dls.observe import logsetup
 from trio_dls.siem.formats import SyslogHeader
@@ -60,6 +63,10 @@ activity) through Duo's Admin API and sends every record to your SIEM over
 TCP, TLS or UDP, as JSON or CEF. It reads duo_log_sync's config file unchanged
 and runs in the foreground: start it under systemd, Docker or Kubernetes.
 """
+
+# Where a shard is read when --shard is not given: a StatefulSet sets it once
+# for all its pods, as auto/COUNT.
+SHARD_ENV: Final = "TRIO_DLS_SHARD"
 
 EXIT_STATUS: Final = """\
 exit status:
@@ -120,7 +127,26 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM/SIGINT, how long deliveries in flight may take "
         f"to finish before trio-dls exits anyway (default {DEFAULT_GRACE:g})",
     )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        # A string default goes through type= as well: a bad $TRIO_DLS_SHARD
+        # is a command-line mistake, exit 2, like a bad --shard.
+        default=os.environ.get(SHARD_ENV) or None,
+        metavar="INDEX/COUNT",
+        help="fetch only the MSP children shard INDEX of COUNT owns, so that "
+        "COUNT processes share a parent's children; auto/COUNT takes INDEX "
+        "from the host name's trailing number (a StatefulSet's pod-3); "
+        f"default ${SHARD_ENV}, else every child",
+    )
     _add_config(parser)
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text, socket.gethostname())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +179,9 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_command(options: argparse.Namespace) -> int:
-    return run(options.config, grace=options.grace, stderr=sys.stderr)
+    return run(
+        options.config, grace=options.grace, shard=options.shard, stderr=sys.stderr
+    )
 
 
 def _check_command(options: argparse.Namespace) -> int:
@@ -384,8 +412,11 @@ def describe(config: Config) -> str:
     return "\n".join(lines)
 
 
-def run(path: Path, *, grace: float, stderr: TextIO) -> int:
-    """Run the daemon for the config at *path* until it is told to stop."""
+def run(path: Path, *, grace: float, stderr: TextIO, shard: Shard | None = None) -> int:
+    """Run the daemon for the config at *path* until it is told to stop.
+
+    With a *shard*, an MSP parent's children are fetched only if it owns them.
+    """
     config = _load(path, stderr)
     if config is None:
         return EXIT_CONFIG
@@ -401,7 +432,7 @@ def run(path: Path, *, grace: float, stderr: TextIO) -> int:
     log.info("trio-dls %s reading %s", __version__, path)
     status = EXIT_OK
     try:
-        trio.run(_serve_until_signalled, config, grace)
+        trio.run(_serve_until_signalled, config, grace, shard)
     except* NewerCursorError as group:
         # Before FatalError, its base class: this one is the operator's to fix.
         for exc in _leaves(group):
@@ -430,7 +461,9 @@ def _leaves(group: BaseExceptionGroup[FatalError]) -> list[FatalError]:
     return leaves
 
 
-async def _serve_until_signalled(config: Config, grace: float) -> None:
+async def _serve_until_signalled(
+    config: Config, grace: float, shard: Shard | None
+) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
 
         async def next_signal() -> None:
@@ -443,4 +476,5 @@ async def _serve_until_signalled(config: Config, grace: float) -> None:
             shutdown_trigger=next_signal,
             force_trigger=next_signal,
             grace=grace,
+            shard=shard,
         )

@@ -28,6 +28,7 @@ from trio_dls.supervisor import (
 
 if TYPE_CHECKING:
     from trio_dls.config import Config
+    from trio_dls.duo.shards import Shard
 
 
 def duo_api_for(
@@ -56,9 +57,13 @@ async def run_daemon(
     shutdown_trigger: Trigger,
     force_trigger: Trigger | None = None,
     grace: float = DEFAULT_GRACE,
+    shard: Shard | None = None,
     task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Fetch from Duo and send to the servers of *config* until triggered."""
+    """Fetch from Duo and send to the servers of *config* until triggered.
+
+    With a *shard*, an MSP parent's children are fetched only if it owns them.
+    """
     checkpointing = config.dls_settings.checkpointing
     # One set of observers for the whole pipeline: the log and the totals.
     observer = Fanout(LogObserver(), Counters())
@@ -76,7 +81,7 @@ async def run_daemon(
 
     # The parent's own client: it lists the children, at start and after.
     discovery = AccountDiscovery(
-        api_for(AccountRef(config.account.ikey)), observer=observer
+        api_for(AccountRef(config.account.ikey)), observer=observer, shard=shard
     )
     await serve(
         config,

@@ -22,6 +22,7 @@ from tests.test_fetching import (
     make_app,
 )
 from trio_dls.duo.discovery import AccountDiscovery
+from trio_dls.duo.shards import Shard, owns
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuoApp, make_children
 from trio_dls.supervisor import serve
@@ -132,3 +133,67 @@ async def test_a_parent_with_no_child_yet_starts_fetching_when_one_appears(
 
     assert listing.listed == 4
     assert_exactly_once(daemon.recorder.records, held(app, endpoints, children))
+
+
+async def test_two_shards_of_one_parent_fetch_every_child_once_between_them(
+    tmp_path: Path,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Shards 0/2 and 1/2 on one checkpoint directory: each child's logs once, by one.
+
+    ``block_list`` is applied first: a blocked child is no shard's.
+    """
+    del autojump_clock
+    caplog.set_level(logging.INFO)
+    app = make_app(
+        DatasetSpec(seed=5, span=DAY, end_before=600, admin_burst=0),
+        children=make_children(6, seed=6),
+    )
+    ids = [child.account_id for child in app.config.children]
+    blocked = ids[4]
+    endpoints = [Endpoint.AUTH, Endpoint.TELEPHONY]
+    config = config_for(tmp_path, endpoints, msp=True, block=(blocked,))
+    shards = [Shard(0, 2), Shard(1, 2)]
+    owned: list[list[str | None]] = [
+        [i for i in ids if i != blocked and owns(shard, i)] for shard in shards
+    ]
+    assert all(owned)  # these seeds give each shard children of its own
+    daemons = [Daemon(app, config), Daemon(app, config)]
+
+    async def shard_tree(index: int) -> None:
+        daemon = daemons[index]
+        expected = set(held(app, endpoints, owned[index]))
+
+        async def complete() -> None:
+            while not expected <= set(daemon.recorder.records):
+                await daemon.recorder.changed.wait()
+
+        discovery = AccountDiscovery(InProcessDuo(app), shard=shards[index])
+        await serve(
+            config,
+            shutdown_trigger=complete,
+            fetcher=daemon.fetching(),
+            sender=daemon.recorder,
+            discover_accounts=discovery,
+            refresh_accounts=discovery.refresh,
+        )
+
+    with trio.fail_after(DAY):
+        async with trio.open_nursery() as nursery:
+            for index in range(len(shards)):
+                nursery.start_soon(shard_tree, index)
+
+    for daemon, mine in zip(daemons, owned, strict=True):
+        assert {child for child, _, _ in daemon.recorder.records} == set(mine)
+    assert_exactly_once(
+        daemons[0].recorder.records + daemons[1].recorder.records,
+        held(app, endpoints, [i for i in ids if i != blocked]),
+    )
+    said = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("shard")
+    ]
+    assert [
+        f"shard 0/2: owning {len(owned[0])} of 5 child accounts",
+        f"shard 1/2: owning {len(owned[1])} of 5 child accounts",
+    ] == sorted(said)

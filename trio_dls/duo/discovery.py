@@ -13,6 +13,11 @@ clean stop does, their cursors left for when they come back.  A listing that
 fails changes nothing; it is retried with backoff, the children running
 meanwhile.  The account list is the parent's own call: its credentials being
 refused there is fatal, as at start-up.
+
+With a ``shard`` (``--shard INDEX/COUNT``), only the children that shard owns
+are kept, after ``block_list``, at start and at every refresh: processes
+sharing a parent fetch each child exactly once between them.  An ordinary
+account ignores the shard; without one, every child is fetched.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ import trio
 
 from trio_dls.duo.client import DuoApi, TransientApiError, failure_kind
 from trio_dls.duo.pacing import Backoff
+from trio_dls.duo.shards import Shard, owns
 from trio_dls.observe import LogObserver, Observer
 from trio_dls.observe.events import (
     AccountListFailed,
     AccountsListed,
     ChildrenChanged,
     NoChildAccount,
+    ShardOwned,
 )
 from trio_dls.observe.reporting import Streak
 from trio_dls.supervisor import AccountRef
@@ -62,6 +69,8 @@ class AccountDiscovery:
     api: DuoApi
     rng: random.Random = attrs.field(factory=random.Random)
     observer: Observer = attrs.Factory(LogObserver)
+    shard: Shard | None = None
+    """The children this process fetches among several; None: all of them."""
 
     async def __call__(self, config: Config, stop: StopSignal) -> list[AccountRef]:
         """Return the accounts to fetch for (each child of an MSP parent)."""
@@ -72,13 +81,25 @@ class AccountDiscovery:
             rng=self.rng, first=NO_CHILD_RETRY_FIRST, cap=NO_CHILD_RETRY_CAP
         )
         streak = Streak()
+        told_shard = False
         while True:
             children = await self._list(stop)
             if stop.is_set:
                 return []
-            refs = _children(children, account.block_list)
-            blocked = len(children) - len(refs)
+            unblocked = _children(children, account.block_list)
+            blocked = len(children) - len(unblocked)
+            refs = self._owned(unblocked)
             self.observer(AccountsListed(children=len(refs), blocked=blocked))
+            if self.shard is not None and not told_shard:
+                told_shard = True
+                self.observer(
+                    ShardOwned(
+                        index=self.shard.index,
+                        count=self.shard.count,
+                        owned=len(refs),
+                        children=len(unblocked),
+                    )
+                )
             if refs:
                 return refs
             delay = none_yet.failed()
@@ -110,8 +131,9 @@ class AccountDiscovery:
             children = await self._list(stop)
             if stop.is_set:
                 return
-            refs = _children(children, account.block_list)
-            blocked = len(children) - len(refs)
+            unblocked = _children(children, account.block_list)
+            blocked = len(children) - len(unblocked)
+            refs = self._owned(unblocked)
             self.observer(AccountsListed(children=len(refs), blocked=blocked))
             await self._apply(tree, refs)
             if refs:
@@ -129,6 +151,17 @@ class AccountDiscovery:
                     at=now,
                 )
             )
+
+    def _owned(self, refs: list[AccountRef]) -> list[AccountRef]:
+        """The children of *refs* this process's shard owns."""
+        shard = self.shard
+        if shard is None:
+            return refs
+        return [
+            ref
+            for ref in refs
+            if ref.account_id is not None and owns(shard, ref.account_id)
+        ]
 
     async def _apply(self, tree: AccountTree, refs: list[AccountRef]) -> None:
         """Add the children of *refs* not running, remove those running not in it."""

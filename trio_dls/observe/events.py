@@ -83,6 +83,7 @@ __all__ = [
     "ServerFailed",
     "ServerRecovered",
     "ServerRef",
+    "ShardOwned",
 ]
 
 
@@ -246,10 +247,28 @@ class ClockSkew:
 
 @attrs.frozen
 class AccountsListed:
-    """The MSP parent's list held *children* to fetch and *blocked* others."""
+    """The MSP parent's list held *children* to fetch and *blocked* others.
+
+    With a shard, *children* are those it owns (``ShardOwned`` says of how many).
+    """
 
     children: int
     blocked: int
+
+
+@attrs.frozen
+class ShardOwned:
+    """Shard *index* of *count* owns *owned* of the parent's *children* to fetch.
+
+    Told once, at start, and only when ``--shard`` (or ``TRIO_DLS_SHARD``)
+    splits the children between processes; *children* are those left by
+    ``block_list``.
+    """
+
+    index: int
+    count: int
+    owned: int
+    children: int
 
 
 @attrs.frozen
@@ -552,6 +571,7 @@ Event = (
     | PlanningWarning
     | ClockSkew
     | AccountsListed
+    | ShardOwned
     | NoChildAccount
     | ChildrenChanged
     | AccountListFailed

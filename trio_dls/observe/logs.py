@@ -66,6 +66,7 @@ from trio_dls.observe.events import (
     ServerFailed,
     ServerRecovered,
     ServerRef,
+    ShardOwned,
 )
 from trio_dls.observe.reporting import FailureReport
 from trio_dls.siem.formats import describe_record
@@ -150,6 +151,7 @@ class LogObserver:
             PlanningWarning: self._planning_warning,
             ClockSkew: self._clock_skew,
             AccountsListed: self._accounts_listed,
+            ShardOwned: self._shard_owned,
             NoChildAccount: self._no_child_account,
             ChildrenChanged: self._children_changed,
             AccountListFailed: self._account_list_failed,
@@ -281,6 +283,15 @@ class LogObserver:
             if self._no_child.failures:
                 FETCHER_LOG.info("MSP parent: child accounts found")
             self._no_child = FailureReport()
+
+    def _shard_owned(self, event: ShardOwned) -> None:
+        FETCHER_LOG.info(
+            "shard %d/%d: owning %d of %d child accounts",
+            event.index,
+            event.count,
+            event.owned,
+            event.children,
+        )
 
     def _no_child_account(self, event: NoChildAccount) -> None:
         said = self._no_child.failed(
