@@ -317,12 +317,12 @@ class _Run:
             return None
         except AccountRefusedError as exc:
             delay = self.refused.failed()
-            self.child_refused(failure_kind(exc), str(exc), delay)
+            self.failed(ChildRefused, failure_kind(exc), str(exc), delay)
             await stop.sleep(delay)
             return None
         except (TransientApiError, MalformedResponseError) as exc:
             delay = self.backoff.failed()
-            self.failed(failure_kind(exc), str(exc), delay)
+            self.failed(ApiFailed, failure_kind(exc), str(exc), delay)
             await stop.sleep(delay)
             return None
         if stop.is_set:
@@ -344,31 +344,23 @@ class _Run:
             )
         return step
 
-    def failed(self, kind: str, message: str, delay: float) -> None:
-        """Count a failed request and tell it; the next is in *delay* seconds."""
-        now = trio.current_time()
-        streak = self.streak
-        streak.failed(kind, now)
-        self.observer(
-            ApiFailed(
-                self.context.account,
-                self.context.endpoint,
-                kind=kind,
-                message=message,
-                failures=streak.failures,
-                since=streak.since,
-                at=now,
-                retry_in=delay,
-            )
-        )
+    def failed(
+        self,
+        event: type[ApiFailed | ChildRefused],
+        kind: str,
+        message: str,
+        delay: float,
+    ) -> None:
+        """Count a failed request and tell it as *event*; the next in *delay* s.
 
-    def child_refused(self, kind: str, message: str, delay: float) -> None:
-        """Count a request Duo refused for this child; the next in *delay* s."""
+        A refused child (``ChildRefused``) and any other failure (``ApiFailed``)
+        are told with the same facts; only what the observers make of them differs.
+        """
         now = trio.current_time()
         streak = self.streak
         streak.failed(kind, now)
         self.observer(
-            ChildRefused(
+            event(
                 self.context.account,
                 self.context.endpoint,
                 kind=kind,
