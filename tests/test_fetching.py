@@ -15,8 +15,9 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import pytest
@@ -26,7 +27,8 @@ import trio.testing
 from tests.duo_inprocess import InProcessDuo
 from trio_dls.checkpoints import CheckpointStore
 from trio_dls.config import Config, Environment, load_config_text
-from trio_dls.duo.client import CredentialsRejectedError
+from trio_dls.duo.admission import Admission
+from trio_dls.duo.client import CredentialsRejectedError, DuoApi
 from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.duo.pacing import INITIAL_INTERVAL, MAX_INTERVAL
 from trio_dls.duo.paging import Limits
@@ -41,10 +43,7 @@ from trio_dls.fakeduo import (
 from trio_dls.fakeduo.data import record_key
 from trio_dls.fetcher import Fetching, FetchSettings
 from trio_dls.observe import LogObserver, Observer
-from trio_dls.supervisor import SenderContext, serve
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from trio_dls.supervisor import AccountRef, SenderContext, serve
 
 BASE = 1_790_000_000.0  # 2026-09-21T13:33:20Z; any fixed UTC epoch will do
 DAY = 86_400.0
@@ -125,12 +124,15 @@ class Recorder:
         self.kill: trio.CancelScope | None = None
         self.kill_at = 0
         self.kill_before_ack = False
+        # How long writing one page takes (a slow receiver), on trio's clock.
+        self.write_time = 0.0
 
     async def __call__(self, context: SenderContext) -> None:
         """Record each delivery's records and acknowledge it."""
         async with context.deliveries:
             async for delivery in context.deliveries:
                 page = delivery.page
+                await trio.sleep(self.write_time)
                 for record in page.records:
                     self.records.append(
                         (
@@ -177,6 +179,10 @@ class Daemon:
     # Told by the fetchers, their store and account discovery; None: each of
     # a run's parts logs, as it does by default.
     observer: Observer | None = None
+    # The global bounds; None: what the config says, as the daemon has.
+    admission: Admission | None = None
+    # Wraps each account's Duo stand-in (to watch its calls); None: as it is.
+    wrap: Callable[[DuoApi], DuoApi] | None = None
 
     def fetching(self) -> Fetching:
         """The fetcher of this daemon, with a fresh store object."""
@@ -187,18 +193,25 @@ class Daemon:
             offload=inline,
             observer=observer,
         )
-        return Fetching(
-            api_for=lambda account: InProcessDuo(
+
+        def api_for(account: AccountRef) -> DuoApi:
+            api = InProcessDuo(
                 self.app, account.account_id, skey=self.skey, outcomes=self.outcomes
-            ),
+            )
+            return api if self.wrap is None else self.wrap(api)
+
+        rng = random.Random(self.seed)
+        return Fetching(
+            api_for=api_for,
             store=store,
             settings=attrs.evolve(
                 FetchSettings.from_config(self.config), limits=self.limits
             ),
             host="localhost",
             clock=lambda: BASE + trio.current_time(),
-            rng=random.Random(self.seed),
+            rng=rng,
             observer=observer,
+            admission=self.admission or Admission.from_config(self.config, rng),
         )
 
     async def run(self, shutdown: Callable[[], Any], grace: float = 30) -> None:

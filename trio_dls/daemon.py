@@ -6,6 +6,7 @@ The CLI and the demo both run exactly this; tests plug fakes into
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,8 @@ import trio
 
 from trio_dls.checkpoints import CheckpointStore
 from trio_dls.config import MspApiHost
-from trio_dls.duo.client import THREADS, ThreadedDuoApi
+from trio_dls.duo.admission import Admission
+from trio_dls.duo.client import ThreadedDuoApi
 from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.fetcher import Fetching, FetchSettings
 from trio_dls.observe import Counters, Fanout, LogObserver
@@ -74,10 +76,23 @@ async def run_daemon(
         observer=observer,
     )
     await store.prepare()
-    limiter = trio.CapacityLimiter(THREADS)
+    # The global bounds: Duo calls in flight (worker threads), and pages held.
+    limiter = trio.CapacityLimiter(config.dls_settings.api.max_calls_in_flight)
+    admission = Admission.from_config(config)
+
+    # One client per account, shared by its fetchers (duo_client's clients
+    # may be, as long as no params dict is shared between calls), and
+    # forgotten with the account's last fetcher: a child costs one, not five.
+    clients: weakref.WeakValueDictionary[
+        tuple[str | None, str | None], ThreadedDuoApi
+    ] = weakref.WeakValueDictionary()
 
     def api_for(account: AccountRef) -> ThreadedDuoApi:
-        return duo_api_for(config, account, limiter)
+        key = (account.account_id, account.api_hostname)
+        client = clients.get(key)
+        if client is None:
+            client = clients[key] = duo_api_for(config, account, limiter)
+        return client
 
     # The parent's own client: it lists the children, at start and after.
     discovery = AccountDiscovery(
@@ -94,6 +109,7 @@ async def run_daemon(
             settings=FetchSettings.from_config(config),
             host=config.account.api_host,
             observer=observer,
+            admission=admission,
         ),
         sender=SiemSender(observer=observer),
         discover_accounts=discovery,

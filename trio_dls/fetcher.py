@@ -8,7 +8,12 @@ A fetcher runs the pure paging rules (``trio_dls.duo.paging``) against Duo:
    offset on a first start).
 2. ``plan_request`` says what to ask; nothing to ask means caught up: wait
    ``api.timeout`` seconds and plan again.
-3. The ``RateBudget`` says when; the request goes out through ``DuoApi``.
+3. The ``RateBudget`` says when; then the fetcher waits for a ticket from
+   the ``Admission`` (the global bound on pages held, fair to every fetcher,
+   and for an MSP parent the pace its children share) and holds it from the
+   request to the page's acknowledgement; the request goes out through
+   ``DuoApi``.  Every wait comes before the ticket: a fetcher that waits, or
+   is idle between polls, holds no page and no thread.
    A 429 teaches the budget Duo's limit; any other failure waits out a
    ``Backoff``.  Neither is ever fatal; only rejected credentials are.  An MSP
    child that Duo refuses (403/404: deleted, access revoked) waits a long
@@ -56,6 +61,7 @@ import attrs
 import trio
 
 from trio_dls.checkpoints import CheckpointStore
+from trio_dls.duo.admission import Admission, Ticket
 from trio_dls.duo.client import (
     AccountRefusedError,
     CredentialsRejectedError,
@@ -168,6 +174,8 @@ class Fetching:
     ``clock`` is the wall clock (UTC epoch seconds); ``duo_clock`` what is
     known of Duo's, shared by every fetcher, since one Duo deployment has one.
     ``observer`` is told what every fetcher does (see the module docstring).
+    ``admission`` holds the global bound on pages and the shared pace of an
+    MSP parent's children (``trio_dls.duo.admission``), also shared by all.
     """
 
     api_for: ApiFactory
@@ -178,6 +186,7 @@ class Fetching:
     rng: random.Random = attrs.field(factory=random.Random)
     duo_clock: DuoClock = attrs.Factory(DuoClock)
     observer: Observer = attrs.Factory(LogObserver)
+    admission: Admission = attrs.Factory(Admission)
     _clock_watch: _ClockWatch = attrs.field(factory=_ClockWatch, init=False)
 
     def _clocks(self, *, watch: bool = True) -> _Clocks:
@@ -214,6 +223,7 @@ class Fetching:
                 rng=self.rng, first=REFUSED_RETRY_FIRST, cap=REFUSED_RETRY_CAP
             ),
             duo_clock=self.duo_clock,
+            admission=self.admission,
         )
         cursor = await self.store.load(endpoint, account.account_id)
         # An offset that reaches Duo's retention means "all Duo has": until a
@@ -239,28 +249,39 @@ class Fetching:
                 run.caught_up()
                 await context.stop.sleep(poll)
                 continue
-            step = await run.ask(request)
-            if step is None:
-                continue  # failed and waited, or stopped
-            # Planning's warnings travel in the step: they are told once, when
-            # the cursor that carries their decision is saved, not at each retry.
-            for warning in step.warnings:
-                observer(PlanningWarning(account, endpoint, warning))
-            if not step.caught_up:
-                observer(Backlog(account, endpoint))
-            position = step.cursor.mintime / units_per_second(endpoint)
-            if step.records:
-                await run.deliver(step.records, self.host, position)
-            if step.settled or cursor is not None:
-                # An unsettled first request taught only Duo's clock: a first
-                # start keeps following the floor.
-                await self.store.save(endpoint, account.account_id, step.cursor)
-                cursor = step.cursor
-                # Read again: the request and the delivery took time.  Only
-                # planning watches the clocks.
-                now = self._clocks(watch=False).now
-                observer(Behind(account, endpoint, now - position))
-            if step.caught_up:
+            # Every wait (the pace, a backoff, a place for the page) comes
+            # before the ticket: a ticket is held from the request to the
+            # page's acknowledgement only, so pages in memory stay bounded.
+            ticket = await run.admit()
+            if ticket is None:
+                continue  # stopped while waiting
+            with ticket:
+                step = await run.ask(request)
+                if step is None:
+                    continue  # failed (the next admission waits), or stopped
+                # Planning's warnings travel in the step: they are told once,
+                # when the cursor that carries their decision is saved, not at
+                # each retry.
+                for warning in step.warnings:
+                    observer(PlanningWarning(account, endpoint, warning))
+                if not step.caught_up:
+                    observer(Backlog(account, endpoint))
+                position = step.cursor.mintime / units_per_second(endpoint)
+                if step.records:
+                    await run.deliver(step.records, self.host, position)
+                if step.settled or cursor is not None:
+                    # An unsettled first request taught only Duo's clock: a
+                    # first start keeps following the floor.
+                    await self.store.save(endpoint, account.account_id, step.cursor)
+                    cursor = step.cursor
+                    # Read again: the request and the delivery took time.
+                    # Only planning watches the clocks.
+                    now = self._clocks(watch=False).now
+                    observer(Behind(account, endpoint, now - position))
+                caught_up = step.caught_up
+                # The page is out: no record stays referenced while waiting.
+                del step
+            if caught_up:
                 run.caught_up()
                 await context.stop.sleep(poll)
 
@@ -276,19 +297,36 @@ class _Run:
     backoff: Backoff
     refused: Backoff
     duo_clock: DuoClock
+    admission: Admission
     streak: Streak = attrs.Factory(Streak)
     sent: int = 0
+    # When the next request may go at the earliest (trio's clock): after a
+    # failure's backoff or a 429.
+    resume_at: float = float("-inf")
 
     def caught_up(self) -> None:
         context = self.context
         self.observer(CaughtUp(context.account, context.endpoint, self.sent))
 
-    async def ask(self, request: Request) -> Step | None:
-        """Send *request* when the budget allows; None if it failed or a stop came."""
+    async def admit(self) -> Ticket | None:
+        """Wait until a request may go, then for its ticket; None if a stop came."""
         stop = self.context.stop
-        if not await stop.sleep(self.budget.next_request_at() - trio.current_time()):
+        resume = max(self.budget.next_request_at(), self.resume_at)
+        if not await stop.sleep(resume - trio.current_time()):
             return None
-        self.budget.sent(trio.current_time())
+        ticket = None
+        with stop.cancels():
+            ticket = await self.admission.admit(
+                self.context.endpoint, self.context.outputs.server_ids
+            )
+        return ticket  # noqa: RET504 - None when a stop cancelled the wait
+
+    async def ask(self, request: Request) -> Step | None:
+        """Send *request*; None if it failed (the next admission waits) or stopped."""
+        stop = self.context.stop
+        account, endpoint = self.context.account, self.context.endpoint
+        sent = trio.current_time()
+        self.budget.sent(sent)
         try:
             with stop.cancels():
                 answer = await self.api.get(request.path, request.params_dict())
@@ -296,47 +334,54 @@ class _Run:
                     self.duo_clock.observe(answer.date, trio.current_time())
                 step = apply_response(request, answer.body, duo_now=answer.date)
         except CredentialsRejectedError as exc:
-            account = self.context.account
             who = f"account {account.name}" + (
                 f" (child {account.account_id})" if account.account_id else ""
             )
-            msg = f"{who}, endpoint {self.context.endpoint}: {exc}"
+            msg = f"{who}, endpoint {endpoint}: {exc}"
             raise CredentialsRejectedError(msg) from None
         except RateLimitedError:
             now = trio.current_time()
-            resume = self.budget.rate_limited(now)
+            shared = self.admission.refused(endpoint, now, sent=sent)
+            # An MSP child's 429 is waited out by the admission, in turn with
+            # the other children; an ordinary account's, here.
+            budget = shared or self.budget
+            resume = (
+                budget.next_request_at()
+                if shared
+                else budget.rate_limited(now, sent=sent)
+            )
+            self.resume_at = resume
             self.observer(
                 RateLimited(
-                    self.context.account,
-                    self.context.endpoint,
-                    per_minute=self.budget.requests_per_minute,
-                    retry_in=resume - now,
+                    account,
+                    endpoint,
+                    per_minute=budget.requests_per_minute,
+                    retry_in=max(0.0, resume - now),
+                    shared=shared is not None,
                 )
             )
-            await stop.sleep(resume - trio.current_time())
             return None
         except AccountRefusedError as exc:
             delay = self.refused.failed()
             self.failed(ChildRefused, failure_kind(exc), str(exc), delay)
-            await stop.sleep(delay)
             return None
         except (TransientApiError, MalformedResponseError) as exc:
             delay = self.backoff.failed()
             self.failed(ApiFailed, failure_kind(exc), str(exc), delay)
-            await stop.sleep(delay)
             return None
         if stop.is_set:
             return None
         now = trio.current_time()
         self.budget.accepted(now)
+        self.admission.served(endpoint, now)
         self.backoff.succeeded()
         self.refused.succeeded()
         failures, since = self.streak.succeeded()
         if failures:
             self.observer(
                 ApiRecovered(
-                    self.context.account,
-                    self.context.endpoint,
+                    account,
+                    endpoint,
                     failures=failures,
                     lasted=now - since,
                     at=now,
@@ -357,6 +402,7 @@ class _Run:
         are told with the same facts; only what the observers make of them differs.
         """
         now = trio.current_time()
+        self.resume_at = now + delay
         streak = self.streak
         streak.failed(kind, now)
         self.observer(

@@ -745,6 +745,28 @@ BROKEN = {
         ),
         "config.yml:19: account.ca_certs: no such file: {tmp}/nope.pem",
     ),
+    "ca_certs whose name is too long to look up": (
+        edit(
+            "  endpoint_server_mappings:",
+            f"  ca_certs: {'c' * 300}.pem\n  endpoint_server_mappings:",
+        ),
+        f"config.yml:19: account.ca_certs: cannot read {{tmp}}/{'c' * 300}.pem: "
+        "File name too long",
+    ),
+    "no page allowed in memory": (
+        edit("timeout: 120", "timeout: 120\n    max_pages_in_memory: 0"),
+        "config.yml:7: dls_settings.api.max_pages_in_memory: must be a whole "
+        "number from 1 up, got 0",
+    ),
+    "more calls in flight than pages in memory": (
+        edit(
+            "timeout: 120",
+            "timeout: 120\n    max_calls_in_flight: '12'\n    max_pages_in_memory: 4",
+        ),
+        "config.yml:7: dls_settings.api.max_calls_in_flight: must not exceed "
+        "max_pages_in_memory (4): each call in flight holds the place of the page "
+        "it brings, got 12",
+    ),
     "no skey at all": (
         edit(f"  skey: {SKEY}\n", ""),
         "config.yml:15: account: required key is missing: skey (or skey_file, "

@@ -13,6 +13,7 @@ from trio_dls.duo.pacing import (
     MAX_INTERVAL,
     MAX_REMEMBERED,
     MIN_INTERVAL,
+    SHARED_REMEMBERED,
     SLOWDOWN,
     Backoff,
     RateBudget,
@@ -94,3 +95,66 @@ def test_the_fastest_pace_remembers_at_most_a_minute_of_requests() -> None:
         now = step * MIN_INTERVAL / 4  # faster than the budget allows, even
         budget.accepted(now)
     assert budget.remembered <= MAX_REMEMBERED
+
+
+def test_a_shared_budget_is_free_until_refused() -> None:
+    """Shared by many children, a budget spaces nothing until Duo refuses."""
+    budget = RateBudget.shared(random.Random(1))
+    for now in range(100):
+        budget.sent(float(now))
+        budget.accepted(float(now))
+    assert budget.free
+    assert budget.next_request_at() == 99.0
+
+
+def test_a_refused_shared_budget_steps_back_to_the_pace_served() -> None:
+    """The first 429 sets the pace of all children to what Duo served them."""
+    budget = RateBudget.shared(random.Random(1))
+    for now in range(0, 60, 2):  # one request every 2 s for a minute
+        budget.accepted(float(now))
+    budget.rate_limited(60.0)
+    assert budget.interval == pytest.approx(2.0)
+    assert not budget.free
+
+
+def test_a_shared_budget_refused_again_waits_longer_but_keeps_its_pace() -> None:
+    """Refused again and again, a shared budget waits ever longer, its pace kept.
+
+    A full window or empty buckets refuse everything until they let up:
+    that says how long to wait, not how fast to go once they do.
+    """
+    budget = RateBudget.shared(random.Random(1))
+    budget.rate_limited(0.0)
+    pace = budget.interval
+    assert pace == pytest.approx(INITIAL_INTERVAL)
+    waits = []
+    now = 0.0
+    for _ in range(12):
+        now = budget.next_request_at()
+        budget.sent(now)
+        waits.append(budget.rate_limited(now, sent=now) - now)
+    assert budget.interval == pace
+    assert waits[1] == pytest.approx(2 * waits[0], rel=JITTER * 3)
+    assert max(waits) <= MAX_INTERVAL * (1 + JITTER)
+
+
+def test_a_shared_budget_is_freed_again_by_probing() -> None:
+    """Served again and again, a shared pace speeds up until it spaces nothing."""
+    budget = RateBudget.shared(random.Random(1))
+    budget.rate_limited(0.0)
+    now = 0.0
+    for _ in range(2000):
+        now += budget.interval
+        budget.sent(now)
+        budget.accepted(now)
+        if budget.free:
+            break
+    assert budget.free
+
+
+def test_a_shared_budget_remembers_a_bounded_number_of_requests() -> None:
+    """However fast the children are served, a shared budget holds at most 1000."""
+    budget = RateBudget.shared(random.Random(1))
+    for n in range(5000):
+        budget.accepted(n / 1000)  # 1000 a second, all within one minute
+    assert budget.remembered == SHARED_REMEMBERED

@@ -126,7 +126,7 @@ def test_each_account_and_endpoint_has_its_own_state(
 
     assert messages(caplog) == [
         "acme/auth: caught up (1 records sent)",
-        "child/auth: caught up (2 records sent)",
+        "child (DA0000000000000000001)/auth: caught up (2 records sent)",
         "acme/telephony: caught up (3 records sent)",
     ]
 
@@ -201,10 +201,10 @@ def test_a_removed_account_is_forgotten(caplog: pytest.LogCaptureFixture) -> Non
         ApiFailed(OTHER, AUTH, "TransientApiError 400", "boom", 5, 0.0, 300.0, 1.0)
     )
 
-    assert [m for m in messages(caplog) if m.startswith("child/")] == [
-        "child/auth: caught up (5 records sent)",
-        "child/auth: caught up (0 records sent)",
-        "child/auth: boom; retrying (next in 1 s, backing off)",
+    assert [m for m in messages(caplog) if m.startswith("child (")] == [
+        "child (DA0000000000000000001)/auth: caught up (5 records sent)",
+        "child (DA0000000000000000001)/auth: caught up (0 records sent)",
+        "child (DA0000000000000000001)/auth: boom; retrying (next in 1 s, backing off)",
     ]
 
 
@@ -404,11 +404,12 @@ def test_a_refused_child_is_named_by_id_and_name_at_a_falling_rate(
     warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 3
     assert warnings[0] == (
-        "child/auth: child account child (DA0000000000000000001) refused: HTTP 403;"
+        "child (DA0000000000000000001)/auth: child account refused: HTTP 403;"
         " other accounts go on, this one retries in 60 s"
     )
     assert messages(caplog, logging.INFO) == [
-        "child/auth: working again after 100 failure(s) over 100 s"
+        "child (DA0000000000000000001)/auth: working again after 100 failure(s)"
+        " over 100 s"
     ]
 
 

@@ -18,7 +18,12 @@ import os
 from typing import TYPE_CHECKING
 
 from trio_dls.config.convert import InvalidValueError, to_int
-from trio_dls.config.model import SYSTEM_CAS, split_host_port
+from trio_dls.config.model import (
+    DEFAULT_MAX_CALLS_IN_FLIGHT,
+    DEFAULT_MAX_PAGES_IN_MEMORY,
+    SYSTEM_CAS,
+    split_host_port,
+)
 from trio_dls.config.problems import KeyPath, Problem, ProblemKind
 
 if TYPE_CHECKING:
@@ -47,9 +52,14 @@ def value_at(data: object, *path: str | int) -> object:
 def _readable_file(env: Environment, value: str) -> str | None:
     """Return why *value* is not a readable file, or None if it is."""
     path = env.path(value)
-    if not path.exists():
+    try:
+        # A directory on the way that may not be entered raises here.
+        exists, is_file = path.exists(), path.is_file()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if not exists:
         return f"no such file: {path}"
-    if not path.is_file():
+    if not is_file:
         return f"not a file: {path}"
     if not os.access(path, os.R_OK):
         return f"cannot read {path}: permission denied"
@@ -208,6 +218,25 @@ def _check_directories(data: object, env: Environment) -> Iterator[Problem]:
             )
 
 
+def _check_bounds(data: object) -> Iterator[Problem]:
+    # A call holds a page's place from its request on, so more calls than
+    # pages could never be in flight: a setting that says otherwise is a mistake.
+    path = ("dls_settings", "api")
+    calls = value_at(data, *path, "max_calls_in_flight")
+    pages = value_at(data, *path, "max_pages_in_memory")
+    try:
+        calls_n = DEFAULT_MAX_CALLS_IN_FLIGHT if calls is None else to_int(calls)
+        pages_n = DEFAULT_MAX_PAGES_IN_MEMORY if pages is None else to_int(pages)
+    except InvalidValueError:
+        return  # the converter reports the type
+    if 1 <= pages_n < calls_n:
+        yield _problem(
+            (*path, "max_calls_in_flight"),
+            f"must not exceed max_pages_in_memory ({pages_n}): each call in "
+            f"flight holds the place of the page it brings, got {calls_n}",
+        )
+
+
 def cross_check(data: object, env: Environment) -> list[Problem]:
     """Check what types cannot: references, duplicates, files, environment."""
     return [
@@ -216,4 +245,5 @@ def cross_check(data: object, env: Environment) -> list[Problem]:
         *_check_account(data, env),
         *_check_proxy(data),
         *_check_directories(data, env),
+        *_check_bounds(data),
     ]

@@ -32,6 +32,7 @@ from trio_dls.config.model import (
     SERVER_KEYS,
     TRANSPORT_SETTINGS,
     Config,
+    Count,
     DatagramSize,
     EndpointServerMapping,
     MspApiHost,
@@ -133,6 +134,13 @@ def _to_port(value: object, _: type) -> int:
     if not 1 <= port <= 65535:  # noqa: PLR2004 - the TCP/UDP port range
         raise InvalidValueError(f"must be a port from 1 to 65535, got {port}")
     return port
+
+
+def _to_count(value: object, _: type) -> int:
+    count = to_int(value)
+    if count < 1:
+        raise InvalidValueError(f"must be a whole number from 1 up, got {count}")
+    return count
 
 
 def _to_datagram_size(value: object, _: type) -> int:
@@ -338,6 +346,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(OffsetDays, _to_offset)
     converter.register_structure_hook(PositiveSeconds, _to_positive_seconds)
     converter.register_structure_hook(DatagramSize, _to_datagram_size)
+    converter.register_structure_hook(Count, _to_count)
     converter.register_structure_hook(Secret, _to_secret)
     _register_exact(converter, tuple[Endpoint, ...], _endpoints_hook)
     _register_exact(converter, tuple[str, ...], _str_tuple_hook)

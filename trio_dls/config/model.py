@@ -83,12 +83,21 @@ PositiveSeconds = NewType("PositiveSeconds", float)
 # fetching within the hour, at one account-list call an hour.
 DEFAULT_MSP_REFRESH_SECONDS: Final = 3600.0
 DatagramSize = NewType("DatagramSize", int)
+# How many of something may be at once: a whole number from 1 up.
+Count = NewType("Count", int)
 # The largest UDP payload over IPv4.
 MAX_UDP_MAX_SIZE: Final = 65507
 
 DEFAULT_LOG_FILEPATH: Final = "/tmp/duologsync.log"  # noqa: S108 - DLS's default
 DEFAULT_OFFSET_DAYS: Final = 180
 DEFAULT_POLL_SECONDS: Final = 120.0
+# The global bounds of the Duo side (extensions): calls in flight, and pages
+# held from their request to their last sender's acknowledgement.  On a
+# 2-core machine 8 calls cover Duo's latency many times over (the CPU, at some
+# 60 us a record, is the limit long before), and 16 pages of up to 1,000
+# records stay well under 100 MB however many accounts are fetched.
+DEFAULT_MAX_CALLS_IN_FLIGHT: Final = 8
+DEFAULT_MAX_PAGES_IN_MEMORY: Final = 16
 # Below this the poll interval goes against Duo's published guidance ("no more
 # than once per minute"); allowed, since the fetchers adapt to 429s, but said.
 GUIDANCE_POLL_SECONDS: Final = 60.0
@@ -103,6 +112,9 @@ class Api:
 
     offset: OffsetDays = OffsetDays(float(DEFAULT_OFFSET_DAYS))
     timeout: PositiveSeconds = PositiveSeconds(DEFAULT_POLL_SECONDS)
+    # Extensions: DLS runs one thread per endpoint and child, unbounded.
+    max_calls_in_flight: Count = Count(DEFAULT_MAX_CALLS_IN_FLIGHT)
+    max_pages_in_memory: Count = Count(DEFAULT_MAX_PAGES_IN_MEMORY)
 
 
 @attrs.frozen

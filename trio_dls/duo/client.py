@@ -64,8 +64,6 @@ log = logging.getLogger(__name__)
 # Per call: long enough for a 1000-record page from a slow Duo, short enough
 # that a hung connection is noticed within a poll interval.
 CALL_TIMEOUT: Final = 60.0
-# Worker threads for duo_client calls, shared by every fetcher.
-THREADS: Final = 16
 # How long a call may wait for a free worker thread before it is given up
 # (and retried later): long, since a queue is normal at scale, but bounded.
 QUEUE_TIMEOUT: Final = 300.0

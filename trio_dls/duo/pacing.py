@@ -26,6 +26,15 @@ bucket, and wastes nothing but the occasional refused request (which returns
 no records and moves no cursor).  The wait after a 429 is one interval plus up
 to 10% jitter, so that many fetchers do not all retry at the same instant.
 
+An MSP parent's children may share one limit (Duo does not say whether its
+limits are per child or per parent).  Each endpoint then also has a *shared*
+budget, the same rules over the requests of every child (``RateBudget.shared``):
+it starts free (``interval`` 0, no spacing at all) and only a 429 that the
+refused child cannot have caused itself teaches it (``trio_dls.duo.admission``
+says which); from then on it spaces the requests of all children, and its
+probing frees it again once the limit is gone.  Its memory is bounded the same
+way, at ``SHARED_REMEMBERED`` requests.
+
 Other transient failures (timeouts, resets, 5xx, malformed answers) go through
 ``Backoff``: capped exponential waits with jitter, reset by a success.
 
@@ -57,6 +66,11 @@ SLOWDOWN: Final = 1.05  # a 429 after a success lengthens the interval by 5%
 JITTER: Final = 0.1  # waits after a failure are lengthened by up to 10%
 # The most served requests one window can hold at the fastest pace.
 MAX_REMEMBERED: Final = int(RATE_WINDOW / MIN_INTERVAL)
+# A shared budget has no fastest pace: it remembers the latest this many
+# served requests, enough to measure any pace Duo serves to a parent.
+SHARED_REMEMBERED: Final = 1000
+# A shared budget probed below this interval is free again.
+SHARED_FREE: Final = 0.001
 
 BACKOFF_FIRST: Final = 1.0
 BACKOFF_CAP: Final = 300.0
@@ -68,13 +82,36 @@ class RateBudget:
 
     rng: random.Random = attrs.field(factory=random.Random)
     interval: float = INITIAL_INTERVAL
+    floor: float = MIN_INTERVAL
+    """The shortest interval; 0 for a shared budget, which may be free."""
+    memory: int = MAX_REMEMBERED
+    holds_pace: bool = False
+    """Whether a 429 right after another waits longer rather than slowing the pace."""
     _next_at: float = attrs.field(default=float("-inf"), init=False)
     _refused_in_a_row: int = attrs.field(default=0, init=False)
     _streak: int = attrs.field(default=0, init=False)
     _probe: float = attrs.field(default=PROBE, init=False)
-    _accepted: collections.deque[float] = attrs.field(
-        factory=lambda: collections.deque(maxlen=MAX_REMEMBERED), init=False
-    )
+    _changed_at: float = attrs.field(default=float("-inf"), init=False)
+    _accepted: collections.deque[float] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:  # noqa: D105 - attrs' hook
+        self._accepted = collections.deque(maxlen=self.memory)
+
+    @classmethod
+    def shared(cls, rng: random.Random) -> RateBudget:
+        """Return a budget for the requests of many children: free until a 429."""
+        return cls(
+            rng=rng,
+            interval=0.0,
+            floor=0.0,
+            memory=SHARED_REMEMBERED,
+            holds_pace=True,
+        )
+
+    @property
+    def free(self) -> bool:
+        """Whether the budget spaces nothing (a shared one not yet refused)."""
+        return self.interval == 0.0
 
     def next_request_at(self) -> float:
         """Return the earliest time the next request may be sent."""
@@ -92,13 +129,31 @@ class RateBudget:
         self._streak += 1
         if self._streak % PROBE_RAISE_AFTER == 0:
             self._probe = min(MAX_PROBE, self._probe * 2)
-        self.interval = max(MIN_INTERVAL, self.interval * (1 - self._probe))
+        self.interval = max(self.floor, self.interval * (1 - self._probe))
+        if self.interval < SHARED_FREE:
+            self.interval = 0.0  # only a shared budget goes this low
 
-    def rate_limited(self, now: float) -> float:
-        """Note a 429 at *now*; return when to ask again."""
-        if self._refused_in_a_row:
+    def rate_limited(self, now: float, *, sent: float | None = None) -> float:
+        """Note a 429 at *now* (to a request sent at *sent*); return when to ask again.
+
+        A request sent before the pace last changed was paced by the old
+        pace: its refusal says nothing new (several in flight at once are
+        refused together), and changes nothing.
+        """
+        if sent is not None and sent < self._changed_at:
+            return self._next_at
+        # A shared budget may be free (interval 0): the "or"s below give it
+        # a first interval; a per-endpoint one (floor MIN_INTERVAL) never is.
+        wait = None
+        if self._refused_in_a_row and self.holds_pace:
+            # Refused again: the limit has not let up yet (a window still
+            # full, buckets still empty).  Wait longer each time, but keep
+            # the pace: it is measured again at the next first refusal.
+            base = max(self.interval, INITIAL_INTERVAL)
+            wait = min(MAX_INTERVAL, base * 2.0**self._refused_in_a_row)
+        elif self._refused_in_a_row:
             # Refused again right away: far above the limit, explore quickly.
-            self.interval *= 2
+            self.interval = max(self.interval, self.floor or INITIAL_INTERVAL / 2) * 2
         else:
             # Refused after being served: the limit lies just above the pace
             # that was served during the last minute.  Step back to it (at
@@ -107,14 +162,17 @@ class RateBudget:
             served = (
                 (now - self._accepted[0]) / len(self._accepted)
                 if self._accepted
-                else self.interval
+                else self.interval or INITIAL_INTERVAL
             )
             self.interval = max(self.interval * SLOWDOWN, served)
             self._probe = max(MIN_PROBE, self._probe / 2)
         self._refused_in_a_row += 1
         self._streak = 0
-        self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, self.interval))
-        self._next_at = now + self.interval * (1 + JITTER * self.rng.random())
+        self.interval = min(MAX_INTERVAL, max(self.floor, self.interval))
+        if wait is None:
+            wait = self.interval
+        self._next_at = now + wait * (1 + JITTER * self.rng.random())
+        self._changed_at = now
         return self._next_at
 
     def _forget_before(self, moment: float) -> None:
@@ -128,8 +186,8 @@ class RateBudget:
 
     @property
     def requests_per_minute(self) -> float:
-        """The current pace, for logs."""
-        return 60.0 / self.interval
+        """The current pace, for logs (infinite while free)."""
+        return 60.0 / self.interval if self.interval else float("inf")
 
 
 @attrs.define

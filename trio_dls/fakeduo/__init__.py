@@ -41,7 +41,7 @@ from trio_dls.fakeduo.data import (
     record_key,
 )
 from trio_dls.fakeduo.envelope import DuoError
-from trio_dls.fakeduo.faults import DropPoint, Faults
+from trio_dls.fakeduo.faults import DropPoint, Faults, RateScope
 from trio_dls.fakeduo.logs import PATHS, LogRules, answer_log_query
 from trio_dls.fakeduo.server import FakeDuo, serve_in_thread
 from trio_dls.fakeduo.signing import Credentials, SignedRequest, sign, verify_request
@@ -62,6 +62,7 @@ __all__ = [
     "Faults",
     "LogRules",
     "Plan",
+    "RateScope",
     "SignedRequest",
     "Stats",
     "account_id_for",

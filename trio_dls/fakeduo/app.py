@@ -354,8 +354,9 @@ class FakeDuoApp:
         now = self._clock()
         self._requests[account, endpoint] += 1
         self._hosts[account, host] += 1
+        scope = self._dice.faults.rate_scope
         if self._limiter is not None and not self._limiter.allow(
-            (credentials.ikey, account, endpoint), now
+            scope.key(credentials.ikey, account, endpoint), now
         ):
             self._rate_limited[account, endpoint] += 1
             return Plan(_error(envelope.TOO_MANY_REQUESTS))

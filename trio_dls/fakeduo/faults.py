@@ -1,10 +1,11 @@
 """Misbehaviour on demand: rate limits, 5xx answers, delays, drops, bad JSON.
 
 This module owns the description of the faults (``Faults``, a frozen value a
-test swaps while the server runs), the per-(ikey, account, endpoint) token
-bucket behind Duo's 429, and the seeded dice that decide which request
-misbehaves. It is pure: the time is passed in, and the randomness comes from a
-``random.Random`` seeded from ``Faults.seed`` so a run can be replayed.
+test swaps while the server runs), the token buckets behind Duo's 429 (per
+ikey, account and endpoint, or shared more widely: ``RateScope``), and the
+seeded dice that decide which request misbehaves. It is pure: the time is
+passed in, and the randomness comes from a ``random.Random`` seeded from
+``Faults.seed`` so a run can be replayed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,27 @@ if TYPE_CHECKING:
 
 _HALF = 0.5
 
-__all__ = ["DropPoint", "FaultDice", "Faults", "Outcome", "RateLimiter"]
+__all__ = ["DropPoint", "FaultDice", "Faults", "Outcome", "RateLimiter", "RateScope"]
+
+
+class RateScope(enum.Enum):
+    """What one rate limit counts: Duo says neither, so the fake can be either."""
+
+    #: The requests of one (ikey, account, endpoint): each child's own.
+    ACCOUNT_ENDPOINT = "account_endpoint"
+    #: The requests of one (ikey, endpoint), whatever the account: an MSP
+    #: parent's children share the limit of each endpoint.
+    ENDPOINT = "endpoint"
+    #: Every log request of one ikey: all children and endpoints share one.
+    INTEGRATION = "integration"
+
+    def key(self, ikey: str, account: str, endpoint: Endpoint) -> Hashable:
+        """The bucket a request of (*ikey*, *account*, *endpoint*) counts in."""
+        if self is RateScope.ENDPOINT:
+            return (ikey, endpoint)
+        if self is RateScope.INTEGRATION:
+            return (ikey,)
+        return (ikey, account, endpoint)
 
 
 class DropPoint(enum.Enum):
@@ -48,6 +69,7 @@ class Faults:
     - ``rate_limit``: requests per minute allowed per (ikey, account, log
       endpoint), a token bucket holding ``rate_burst`` tokens (default: the
       rate, at least 1); beyond it Duo's 429 / 42901 with no ``Retry-After``.
+      ``rate_scope`` says what one bucket counts instead (``RateScope``).
     - ``error_rate``: probability of a 500 (Duo envelope) or a 503 (a bare
       text body, as a load balancer gives), half and half.
     - ``delay``: seconds to wait before answering.
@@ -60,6 +82,7 @@ class Faults:
 
     rate_limit: float | None = None
     rate_burst: int | None = None
+    rate_scope: RateScope = RateScope.ACCOUNT_ENDPOINT
     error_rate: float = attrs.field(default=0.0, validator=_probability)
     delay: float = 0.0
     drop_rate: float = attrs.field(default=0.0, validator=_probability)

@@ -147,13 +147,16 @@ class Behind:
 class RateLimited:
     """Duo answered 429; the fetcher now paces itself at *per_minute* requests.
 
-    It asks again in *retry_in* seconds.
+    It asks again in *retry_in* seconds.  *shared*: the 429 was taken for a
+    limit that all the MSP parent's children share, and *per_minute* is the
+    pace of all of them together on this endpoint.
     """
 
     account: AccountRef
     endpoint: Endpoint
     per_minute: float
     retry_in: float
+    shared: bool = False
 
 
 @attrs.frozen

@@ -118,7 +118,11 @@ class _Fetcher:
     __slots__ = ("failures", "name", "state")
 
     def __init__(self, account: AccountRef, endpoint: Endpoint) -> None:
-        self.name = f"{account.name}/{endpoint}"
+        # A child is named by id too: the id is what Duo's console shows.
+        who = account.name
+        if account.account_id is not None and account.account_id != account.name:
+            who = f"{account.name} ({account.account_id})"
+        self.name = f"{who}/{endpoint}"
         self.state = ""
         self.failures = FailureReport()
 
@@ -199,12 +203,21 @@ class LogObserver:
 
     def _rate_limited(self, event: RateLimited) -> None:
         said = self._fetcher(event.account, event.endpoint)
-        said.enter(
-            "limited",
-            logging.INFO,
-            "Duo's rate limit reached; pacing at "
-            f"{event.per_minute:.1f} requests a minute",
-        )
+        if event.shared:
+            said.enter(
+                "limited",
+                logging.INFO,
+                "Duo's rate limit, shared by the MSP children, reached; pacing "
+                f"all children at {event.per_minute:.1f} {event.endpoint} "
+                "requests a minute",
+            )
+        else:
+            said.enter(
+                "limited",
+                logging.INFO,
+                "Duo's rate limit reached; pacing at "
+                f"{event.per_minute:.1f} requests a minute",
+            )
 
     def _api_failed(self, event: ApiFailed) -> None:
         said = self._fetcher(event.account, event.endpoint)
@@ -229,11 +242,9 @@ class LogObserver:
         report = said.failures.failed(event.kind, event.message, event.at)
         if report is not None:
             FETCHER_LOG.warning(
-                "%s: child account %s (%s) refused: %s; other accounts go on, "
+                "%s: child account refused: %s; other accounts go on, "
                 "this one retries in %.0f s",
                 said.name,
-                event.account.name,
-                event.account.account_id,
                 report,
                 event.retry_in,
             )
