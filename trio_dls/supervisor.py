@@ -102,8 +102,18 @@ class StopSignal:
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep *seconds* unless a stop comes first; return whether to go on."""
-        with self.cancels():
-            await trio.sleep(max(0.0, seconds))
+        # One cancel scope, whose deadline is the end of the sleep: what
+        # ``cancels()`` around ``trio.sleep`` does with two scopes and a
+        # generator.  Thousands of idle fetchers sleep here between polls.
+        scope = trio.CancelScope(deadline=trio.current_time() + max(0.0, seconds))
+        if self.is_set:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                await trio.sleep_forever()
+        finally:
+            self._scopes.discard(scope)
         return not self.is_set
 
     def child(self) -> StopSignal:
