@@ -55,6 +55,7 @@ import trio
 from trio_dls.config.model import DEFAULT_MAX_PAGES_IN_MEMORY
 from trio_dls.duo.pacing import RateBudget
 from trio_dls.endpoints import Endpoint
+from trio_dls.supervisor import Routing
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -129,12 +130,10 @@ class Admission:
     @classmethod
     def from_config(cls, config: Config, rng: random.Random | None = None) -> Admission:
         """Return the admission *config* asks for."""
-        mapped = {
-            s for e in config.account.endpoints for s in config.account.servers_for(e)
-        }
         return cls(
             pages=config.dls_settings.api.max_pages_in_memory,
-            servers=len(mapped),
+            # The servers some endpoint is mapped to, as the tree runs them.
+            servers=len(Routing.from_config(config).servers),
             shared_pacing=config.account.is_msp,
             rng=rng,
         )
