@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 import attrs
 import trio
 
-from trio_dls import __version__
+from trio_dls import __version__, status
 from trio_dls.config import (
     Config,
     ConfigError,
@@ -70,8 +70,10 @@ SHARD_ENV: Final = "TRIO_DLS_SHARD"
 
 EXIT_STATUS: Final = """\
 exit status:
-  0  stopped cleanly, or check found CONFIG valid
-  1  fatal runtime error (e.g. Duo rejected the credentials)
+  0  stopped cleanly, or check found CONFIG valid, or status found every
+     cursor fresh
+  1  fatal runtime error (e.g. Duo rejected the credentials), or status
+     found a stale or missing cursor
   2  CONFIG is invalid: each mistake is printed with its line and key;
      or a cursor file was written by a newer trio-dls
 """
@@ -188,6 +190,61 @@ def _check_command(options: argparse.Namespace) -> int:
     return check(options.config, sys.stdout, sys.stderr)
 
 
+def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-age",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stale when a cursor was last saved longer ago than this "
+        "(default: 3 poll intervals, dls_settings.api.timeout, at least 600)",
+    )
+    parser.add_argument(
+        "--max-lag",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="also stale when a cursor's position is further back than this "
+        "(default: no limit; a first start catching up lags by days)",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json", action="store_true", help="print one JSON document instead"
+    )
+    output.add_argument(
+        "--summary",
+        action="store_true",
+        help="print only the summary line (Nagios shows the first line)",
+    )
+    _add_config(parser)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        msg = f"expected a number of seconds, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
+def _status_command(options: argparse.Namespace) -> int:
+    config = _load(options.config, sys.stderr)
+    if config is None:
+        return EXIT_CONFIG
+    return status.run_status(
+        config,
+        sys.stdout,
+        sys.stderr,
+        max_age=options.max_age,
+        max_lag=options.max_lag,
+        as_json=options.json,
+        only_summary=options.summary,
+    )
+
+
 def _demo_command(options: argparse.Namespace) -> int:
     # The fake Duo API (and trustme, cryptography) is for the demo only:
     # the daemon and check never load it.
@@ -220,6 +277,18 @@ COMMANDS: Final = (
         action=_check_command,
         description="Validate CONFIG and show what would run, with the skey "
         "masked; exit 2 listing every mistake, with its line and key.",
+    ),
+    Command(
+        name="status",
+        synopsis="trio-dls status CONFIG",
+        summary="show each cursor's position, lag and last save; exit 1 if one "
+        "is stale (a cron or Nagios check)",
+        add_arguments=_add_status_arguments,
+        action=_status_command,
+        description="Show each cursor's position, lag and last save, read from "
+        "the checkpoint directory (safe while the daemon runs; Duo is not "
+        "called); exit 0 if every cursor is fresh, 1 if one is stale or "
+        "missing, 2 if CONFIG is invalid.",
     ),
     Command(
         name="demo",
