@@ -45,6 +45,7 @@ from trio_dls.duo.cursors import NewerCursorError
 from trio_dls.duo.shards import Shard, parse_shard
 from trio_dls.errors import FatalError
 from trio_dls.observe import logsetup
+from trio_dls.online import check_online
 from trio_dls.siem.formats import SyslogHeader
 from trio_dls.supervisor import DEFAULT_GRACE
 
@@ -70,10 +71,10 @@ SHARD_ENV: Final = "TRIO_DLS_SHARD"
 
 EXIT_STATUS: Final = """\
 exit status:
-  0  stopped cleanly, or check found CONFIG valid, or status found every
-     cursor fresh
-  1  fatal runtime error (e.g. Duo rejected the credentials), or status
-     found a stale or missing cursor
+  0  stopped cleanly, or check found CONFIG valid (and, --online, working),
+     or status found every cursor fresh
+  1  fatal runtime error (e.g. Duo rejected the credentials), a part
+     check --online tried failed, or status found a stale or missing cursor
   2  CONFIG is invalid: each mistake is printed with its line and key;
      or a cursor file was written by a newer trio-dls
 """
@@ -186,8 +187,19 @@ def _run_command(options: argparse.Namespace) -> int:
     )
 
 
+def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="then try each real part once: a signed Duo call per mapped "
+        "endpoint (and the account list for MSP), a connection to each server; "
+        "one line each, exit 1 if any fails",
+    )
+    _add_config(parser)
+
+
 def _check_command(options: argparse.Namespace) -> int:
-    return check(options.config, sys.stdout, sys.stderr)
+    return check(options.config, sys.stdout, sys.stderr, online=options.online)
 
 
 def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
@@ -272,11 +284,13 @@ COMMANDS: Final = (
     Command(
         name="check",
         synopsis="trio-dls check CONFIG",
-        summary="validate CONFIG and show what would run",
-        add_arguments=_add_config,
+        summary="validate CONFIG and show what would run; --online also tries "
+        "Duo and the servers",
+        add_arguments=_add_check_arguments,
         action=_check_command,
         description="Validate CONFIG and show what would run, with the skey "
-        "masked; exit 2 listing every mistake, with its line and key.",
+        "masked; exit 2 listing every mistake, with its line and key. With "
+        "--online, then try Duo and every server once (exit 1 if any fails).",
     ),
     Command(
         name="status",
@@ -407,8 +421,12 @@ def _load(path: Path, stderr: TextIO) -> Config | None:
         return None
 
 
-def check(path: Path, stdout: TextIO, stderr: TextIO) -> int:
-    """Validate the config at *path* and print what would run."""
+def check(path: Path, stdout: TextIO, stderr: TextIO, *, online: bool = False) -> int:
+    """Validate the config at *path* and print what would run.
+
+    *online*: then try Duo and the servers (``trio_dls.online``), only if the
+    config is valid; exit 1 if any part fails.
+    """
     config = _load(path, stderr)
     if config is None:
         return EXIT_CONFIG
@@ -416,6 +434,8 @@ def check(path: Path, stdout: TextIO, stderr: TextIO) -> int:
     print(describe(config), file=stdout)
     for warning in warnings_for(config):
         print(f"warning: {warning}", file=stdout)
+    if online and not check_online(config, stdout):
+        return EXIT_FATAL
     return EXIT_OK
 
 

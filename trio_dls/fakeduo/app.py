@@ -158,6 +158,7 @@ class FakeDuoApp:
         # calls refused (deleted, access revoked), while the fake runs.
         self._unlisted: set[str] = set()
         self._refused: set[str] = set()
+        self._forbidden: set[Endpoint] = set()
         self._list_fails = False
         self._dataset = Dataset(
             config.dataset,
@@ -266,6 +267,18 @@ class FakeDuoApp:
             else:
                 self._refused.discard(account_id)
 
+    def forbid_endpoint(self, endpoint: Endpoint, *, forbidden: bool = True) -> None:
+        """Answer (or stop answering) every call to this log endpoint with 403.
+
+        Duo does so when the Admin API application lacks the permission the
+        endpoint needs, whatever the account named.
+        """
+        with self._lock:
+            if forbidden:
+                self._forbidden.add(endpoint)
+            else:
+                self._forbidden.discard(endpoint)
+
     def fail_account_list(self, *, failing: bool = True) -> None:
         """Answer (or stop answering) the account list with 500."""
         with self._lock:
@@ -347,6 +360,8 @@ class FakeDuoApp:
             return Plan(_error(envelope.NOT_FOUND))
         if method != "GET":
             return Plan(_error(envelope.METHOD_NOT_ALLOWED))
+        if endpoint in self._forbidden:
+            return Plan(_error(envelope.FORBIDDEN))
         account = self._account(params)
         if isinstance(account, DuoError):
             return Plan(_error(account))

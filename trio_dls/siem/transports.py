@@ -61,7 +61,7 @@ import socket
 import ssl
 import struct
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -229,6 +229,13 @@ class StreamConnection:
                 self._close("the server closed the connection")
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._close(_reason(exc))
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The server's certificate as ``ssl`` decodes it; None over plain TCP."""
+        if isinstance(self._stream, trio.SSLStream):
+            certificate: dict[str, Any] | None = self._stream.getpeercert()
+            return certificate
+        return None
 
     def check_open(self) -> None:
         """Raise ``TransportError`` if the connection was closed or broke."""
