@@ -260,6 +260,7 @@ def test_a_working_config_passes_every_check(
         in lines["server dgram"]
     )
     assert "online: all 8 checks passed" in output
+    assert fake.skey not in output
     assert "warning" not in output.split("online (each check", 1)[1]
 
 
@@ -606,3 +607,23 @@ def test_a_skew_is_told_to_the_second_and_below_one_as_within() -> None:
     assert describe_skew(0.6) == "Duo's clock within 1 s of this host's"
     assert describe_skew(3.4) == "Duo's clock 3 s behind this host"
     assert describe_skew(-41.8) == "Duo's clock 42 s ahead of this host"
+
+
+def test_a_request_date_duo_refuses_hints_at_this_hosts_clock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Duo judging this host's Date 20 minutes off: rejected, with a clock hint."""
+    config = FakeDuoConfig(dataset=SPEC)
+    wall = FakeDuo(config, wall_clock=lambda: time.time() + 1200)
+    with serve_in_thread(wall) as fake:
+        path = write_config(
+            tmp_path,
+            fake,
+            [f"id: siem, hostname: 127.0.0.1, port: {closed_port()}, protocol: UDP"],
+        )
+        status, output = run_check(path, capsys)
+
+    line = online_lines(output)["duo auth"]
+    assert status == 1
+    assert "HTTP 401: 40105" in line
+    assert line.endswith("Duo refused the request's date: is this host's clock right?")

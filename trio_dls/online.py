@@ -98,10 +98,13 @@ __all__ = [
     "ProbeResult",
     "check_online",
     "describe_certificate",
+    "describe_skew",
+    "explain_duo_failure",
     "probe_all",
     "probe_request",
     "render",
     "skew_of",
+    "skew_warning",
 ]
 
 # Long enough for a slow Duo or a far SIEM, short enough that a check of a
