@@ -6,6 +6,7 @@ The CLI and the demo both run exactly this; tests plug fakes into
 
 from __future__ import annotations
 
+import functools
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from trio_dls.duo.client import ThreadedDuoApi
 from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.fetcher import Fetching, FetchSettings
 from trio_dls.observe import Counters, Fanout, LogObserver
+from trio_dls.service import Notifier, ServiceStatus, serve_notifying
 from trio_dls.siem.senders import SiemSender
 from trio_dls.supervisor import (
     DEFAULT_GRACE,
@@ -67,8 +69,10 @@ async def run_daemon(
     With a *shard*, an MSP parent's children are fetched only if it owns them.
     """
     checkpointing = config.dls_settings.checkpointing
-    # One set of observers for the whole pipeline: the log and the totals.
-    observer = Fanout(LogObserver(), Counters())
+    # One set of observers for the whole pipeline: the log, the totals, and
+    # the status line systemd shows.
+    status = ServiceStatus(endpoints=len(config.account.endpoints))
+    observer = Fanout(LogObserver(), Counters(), status)
     store = CheckpointStore(
         Path(checkpointing.directory),
         enabled=checkpointing.enabled,
@@ -98,22 +102,32 @@ async def run_daemon(
     discovery = AccountDiscovery(
         api_for(AccountRef(config.account.ikey)), observer=observer, shard=shard
     )
-    await serve(
-        config,
-        shutdown_trigger=shutdown_trigger,
-        force_trigger=force_trigger,
-        grace=grace,
-        fetcher=Fetching(
-            api_for=api_for,
-            store=store,
-            settings=FetchSettings.from_config(config),
-            host=config.account.api_host,
-            observer=observer,
-            admission=admission,
-        ),
-        sender=SiemSender(observer=observer),
-        discover_accounts=discovery,
-        refresh_accounts=discovery.refresh,
-        observer=observer,
-        task_status=task_status,
-    )
+    # systemd's Type=notify (nothing is sent without $NOTIFY_SOCKET).
+    notifier = Notifier.from_environ()
+    try:
+        await serve_notifying(
+            functools.partial(
+                serve,
+                config,
+                force_trigger=force_trigger,
+                grace=grace,
+                fetcher=Fetching(
+                    api_for=api_for,
+                    store=store,
+                    settings=FetchSettings.from_config(config),
+                    host=config.account.api_host,
+                    observer=observer,
+                    admission=admission,
+                ),
+                sender=SiemSender(observer=observer),
+                discover_accounts=discovery,
+                refresh_accounts=discovery.refresh,
+                observer=observer,
+            ),
+            shutdown_trigger=shutdown_trigger,
+            notifier=notifier,
+            status=status,
+            task_status=task_status,
+        )
+    finally:
+        notifier.close()

@@ -1,0 +1,1 @@
+"""Tests of running as a service: systemd notifications, the status line."""
