@@ -29,6 +29,7 @@ from trio_dls.cli import main
 from trio_dls.duo.cursors import NewerCursorError
 from trio_dls.duo.shards import Shard
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_thread
+from trio_dls.supervisor import DEFAULT_GRACE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -173,16 +174,30 @@ def test_a_config_named_like_a_command_can_still_be_run(argv: list[str]) -> None
 
 def test_main_dispatches_to_the_parsed_command(monkeypatch: pytest.MonkeyPatch) -> None:
     """``main`` runs the command the table maps the command line to."""
-    calls: list[tuple[Path, float, object]] = []
+    calls: list[tuple[Path, float, object, object, object]] = []
 
-    def fake_run(path: Path, *, grace: float, stderr: object, shard: object) -> int:
+    def fake_run(
+        path: Path,
+        *,
+        grace: float,
+        stderr: object,
+        shard: object,
+        log_level: object,
+        log_format: object,
+    ) -> int:
         del stderr
-        calls.append((path, grace, shard))
+        calls.append((path, grace, shard, log_level, log_format))
         return 7
 
     monkeypatch.setattr(cli, "run", fake_run)
-    assert main(["config.yml", "--grace", "2", "--shard", "1/2"]) == 7
-    assert [(Path("config.yml"), 2.0, Shard(1, 2))] == calls
+    monkeypatch.delenv("TRIO_DLS_SHARD", raising=False)
+    argv = ["config.yml", "--grace", "2", "--shard", "1/2", "--log-level", "debug"]
+    assert main([*argv, "--log-format", "json"]) == 7
+    assert main(["config.yml"]) == 7
+    assert [
+        (Path("config.yml"), 2.0, Shard(1, 2), logging.DEBUG, "json"),
+        (Path("config.yml"), DEFAULT_GRACE, None, logging.INFO, "text"),
+    ] == calls
 
 
 def test_no_shard_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,7 +142,35 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "from the host name's trailing number (a StatefulSet's pod-3); "
         f"default ${SHARD_ENV}, else every child",
     )
+    _add_log_arguments(parser)
     _add_config(parser)
+
+
+# The levels --log-level offers, by name.
+LOG_LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _add_log_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=list(LOG_LEVELS),
+        type=str.lower,
+        default="info",
+        help="the least severe of trio-dls's own log lines written (default info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=[f.value for f in logsetup.LogFormat],
+        type=str.lower,
+        default=logsetup.LogFormat.TEXT.value,
+        help="trio-dls's own log lines (not the records sent): text, or json, "
+        "one JSON object per line for log pipelines (default text)",
+    )
 
 
 def _shard(text: str) -> Shard:
@@ -183,7 +211,12 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_command(options: argparse.Namespace) -> int:
     return run(
-        options.config, grace=options.grace, shard=options.shard, stderr=sys.stderr
+        options.config,
+        grace=options.grace,
+        shard=options.shard,
+        stderr=sys.stderr,
+        log_level=LOG_LEVELS[options.log_level],
+        log_format=logsetup.LogFormat(options.log_format),
     )
 
 
@@ -501,10 +534,19 @@ def describe(config: Config) -> str:
     return "\n".join(lines)
 
 
-def run(path: Path, *, grace: float, stderr: TextIO, shard: Shard | None = None) -> int:
+def run(
+    path: Path,
+    *,
+    grace: float,
+    stderr: TextIO,
+    shard: Shard | None = None,
+    log_level: int = logging.INFO,
+    log_format: logsetup.LogFormat = logsetup.LogFormat.TEXT,
+) -> int:
     """Run the daemon for the config at *path* until it is told to stop.
 
     With a *shard*, an MSP parent's children are fetched only if it owns them.
+    The log is written at *log_level* and above, in *log_format*.
     """
     config = _load(path, stderr)
     if config is None:
@@ -514,6 +556,8 @@ def run(path: Path, *, grace: float, stderr: TextIO, shard: Shard | None = None)
         secrets=[skey],
         log_file=Path(config.dls_settings.log_filepath),
         stream=stderr,
+        level=log_level,
+        log_format=log_format,
     ):
         log.warning("%s", problem)
     for warning in warnings_for(config):
@@ -529,7 +573,7 @@ def run(path: Path, *, grace: float, stderr: TextIO, shard: Shard | None = None)
         status = EXIT_CONFIG
     except* FatalError as group:
         for exc in _leaves(group):
-            log.error("fatal: %s", exc)  # noqa: TRY400 - one line, not a traceback
+            log.error("fatal: %s; exiting with status 1", exc)  # noqa: TRY400 - one line
         status = max(status, EXIT_FATAL)
     except* KeyboardInterrupt:
         # Ctrl-C before the signal handlers were in place: nothing had started.

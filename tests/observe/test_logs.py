@@ -308,7 +308,8 @@ def test_a_failing_cursor_save_is_an_error_once_and_its_end_info(
             "trio_dls.checkpoints",
             logging.ERROR,
             "cannot save cursors in /var/lib/trio-dls: No space left on device;"
-            " a restart will re-send the records since the last saved cursor",
+            " delivering on and saving again with the next page (a restart"
+            " before then re-sends the records since the last saved cursor)",
         ),
         (
             "trio_dls.checkpoints",

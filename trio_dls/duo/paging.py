@@ -672,7 +672,8 @@ def _skipped_warning(endpoint: Endpoint, mintime: int, oldest: int) -> str:
     unit = units_per_second(endpoint)
     return (
         f"{endpoint.value}: records from {_iso(mintime, unit)} to before "
-        f"{_iso(oldest, unit)} are older than Duo serves and were not fetched"
+        f"{_iso(oldest, unit)} are older than Duo serves and were not fetched; "
+        f"fetching on from {_iso(oldest, unit)}"
     )
 
 

@@ -24,6 +24,11 @@ The lines go to the loggers of the modules that used to write them
 the same text and levels, so operators' filters and the tests that read the
 log see no difference.
 
+Each warning and error names what it is about (the account and endpoint, the
+server, the cursor file) and says what trio-dls does next; the account,
+endpoint, child account id and server also go with the line as ``extra``
+fields, which the JSON log (``trio_dls.observe.logsetup``) keeps as fields.
+
 What it remembers is bounded: a few values per (account, endpoint), dropped
 when the account is removed (``AccountRemoved``), and per server.  This
 module does no I/O of its own beyond ``logging``;
@@ -90,6 +95,23 @@ def _server(server: ServerRef) -> str:
     return f"server {server.id!r} ({server.hostname}:{server.port} {server.protocol})"
 
 
+def _fields(
+    *,
+    server: ServerRef | None = None,
+    endpoint: Endpoint | None = None,
+    account_id: str | None = None,
+) -> dict[str, str]:
+    """The ``extra`` fields of a line about *server*, *endpoint*, a child."""
+    fields = {}
+    if server is not None:
+        fields["server"] = server.id
+    if endpoint is not None:
+        fields["endpoint"] = str(endpoint)
+    if account_id is not None:
+        fields["child_account_id"] = account_id
+    return fields
+
+
 def _utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
@@ -115,7 +137,7 @@ def _moved(corrupt: CorruptFile) -> str:
 class _Fetcher:
     """What was said about one (account, endpoint)."""
 
-    __slots__ = ("failures", "name", "state")
+    __slots__ = ("failures", "fields", "name", "state")
 
     def __init__(self, account: AccountRef, endpoint: Endpoint) -> None:
         # A child is named by id too: the id is what Duo's console shows.
@@ -123,13 +145,16 @@ class _Fetcher:
         if account.account_id is not None and account.account_id != account.name:
             who = f"{account.name} ({account.account_id})"
         self.name = f"{who}/{endpoint}"
+        self.fields = {"account": account.name} | _fields(
+            endpoint=endpoint, account_id=account.account_id
+        )
         self.state = ""
         self.failures = FailureReport()
 
     def enter(self, state: str, level: int, message: str) -> None:
         """Say *message* if *state* is not the one said last."""
         if state != self.state:
-            FETCHER_LOG.log(level, "%s: %s", self.name, message)
+            FETCHER_LOG.log(level, "%s: %s", self.name, message, extra=self.fields)
         self.state = state
 
 
@@ -231,6 +256,7 @@ class LogObserver:
                 said.name,
                 report,
                 event.retry_in,
+                extra=said.fields,
             )
 
     def _child_refused(self, event: ChildRefused) -> None:
@@ -247,17 +273,18 @@ class LogObserver:
                 said.name,
                 report,
                 event.retry_in,
+                extra=said.fields,
             )
 
     def _api_recovered(self, event: ApiRecovered) -> None:
         said = self._fetcher(event.account, event.endpoint)
         recovered = said.failures.succeeded(event.at)
         if recovered is not None:
-            FETCHER_LOG.info("%s: %s", said.name, recovered)
+            FETCHER_LOG.info("%s: %s", said.name, recovered, extra=said.fields)
 
     def _planning_warning(self, event: PlanningWarning) -> None:
         said = self._fetcher(event.account, event.endpoint)
-        FETCHER_LOG.warning("%s: %s", said.name, event.message)
+        FETCHER_LOG.warning("%s: %s", said.name, event.message, extra=said.fields)
 
     def _clock_skew(self, event: ClockSkew) -> None:
         state, said = event.state, self._clock
@@ -338,13 +365,25 @@ class LogObserver:
     def _server_connected(self, event: ServerConnected) -> None:
         where = f" at {event.address}" if event.address else ""
         if event.first:
-            SENDER_LOG.info("%s: connected%s", _server(event.server), where)
+            SENDER_LOG.info(
+                "%s: connected%s",
+                _server(event.server),
+                where,
+                extra=_fields(server=event.server),
+            )
         else:
-            SENDER_LOG.debug("%s: connected again%s", _server(event.server), where)
+            SENDER_LOG.debug(
+                "%s: connected again%s",
+                _server(event.server),
+                where,
+                extra=_fields(server=event.server),
+            )
 
     def _connection_replaced(self, event: ConnectionReplaced) -> None:
         SENDER_LOG.debug(
-            "%s: the connection was closed; reopening", _server(event.server)
+            "%s: the connection was closed; reopening",
+            _server(event.server),
+            extra=_fields(server=event.server),
         )
 
     def _server_failed(self, event: ServerFailed) -> None:
@@ -358,6 +397,7 @@ class LogObserver:
                 event.reason,
                 event.retry_in,
                 f"a page of {event.records} {event.endpoint} record(s)",
+                extra=_fields(server=event.server, endpoint=event.endpoint),
             )
         else:
             SENDER_LOG.debug(
@@ -366,6 +406,7 @@ class LogObserver:
                 event.failures,
                 event.reason,
                 event.retry_in,
+                extra=_fields(server=event.server),
             )
         reasons[key] = event.reason
 
@@ -375,6 +416,7 @@ class LogObserver:
             "%s: delivering again, after %d failed attempt(s)",
             _server(event.server),
             event.failures,
+            extra=_fields(server=event.server),
         )
 
     def _resolve_failed(self, event: ResolveFailed) -> None:
@@ -383,6 +425,7 @@ class LogObserver:
             _server(event.server),
             event.reason or "the hostname did not resolve in time",
             event.address,
+            extra=_fields(server=event.server),
         )
 
     def _record_repaired(self, event: RecordRepaired) -> None:
@@ -392,6 +435,7 @@ class LogObserver:
             event.endpoint,
             describe_record(event.record, event.endpoint),
             "; ".join(event.repairs),
+            extra=_fields(server=event.server, endpoint=event.endpoint),
         )
 
     def _datagram_cut(self, event: DatagramCut) -> None:
@@ -402,6 +446,7 @@ class LogObserver:
             event.size,
             event.limit,
             f"truncated, {event.lost} bytes cut",
+            extra=_fields(server=event.server, endpoint=event.endpoint),
         )
 
     def _datagram_dropped(self, event: DatagramDropped) -> None:
@@ -420,6 +465,7 @@ class LogObserver:
             event.endpoint,
             event.size,
             size,
+            extra=_fields(server=event.server, endpoint=event.endpoint),
         )
 
     # The cursor store -------------------------------------------------------
@@ -428,8 +474,9 @@ class LogObserver:
         # One line per state change: the store counts failures in a row.
         if event.failures == 1:
             CURSOR_LOG.error(
-                "cannot save cursors in %s: %s; a restart will re-send the "
-                "records since the last saved cursor",
+                "cannot save cursors in %s: %s; delivering on and saving again "
+                "with the next page (a restart before then re-sends the records "
+                "since the last saved cursor)",
                 event.directory,
                 event.error,
             )
@@ -446,6 +493,7 @@ class LogObserver:
                 "resuming from its position (%s): at most one page is sent again",
                 event.path,
                 when,
+                extra=_fields(endpoint=event.endpoint, account_id=event.account_id),
             )
             return
         CURSOR_LOG.error(
@@ -455,6 +503,7 @@ class LogObserver:
             corrupt.error,
             _moved(corrupt),
             when,
+            extra=_fields(endpoint=event.endpoint, account_id=event.account_id),
         )
 
     def _cursor_lost(self, event: CursorLost) -> None:
@@ -495,12 +544,21 @@ class LogObserver:
             "; ".join(problems),
             how_far,
             ignored,
+            extra=_fields(endpoint=event.endpoint, account_id=event.account_id),
         )
 
     def _dls_imported(self, event: DlsCheckpointImported) -> None:
-        CURSOR_LOG.info("continuing from the DLS checkpoint %s", event.path)
+        CURSOR_LOG.info(
+            "continuing from the DLS checkpoint %s",
+            event.path,
+            extra=_fields(endpoint=event.endpoint, account_id=event.account_id),
+        )
 
     def _dls_ignored(self, event: DlsCheckpointIgnored) -> None:
         CURSOR_LOG.warning(
-            "ignoring the DLS checkpoint %s: %s", event.path, event.error
+            "ignoring the DLS checkpoint %s: %s; starting from the configured "
+            "offset (dls_settings.api.offset)",
+            event.path,
+            event.error,
+            extra=_fields(endpoint=event.endpoint, account_id=event.account_id),
         )
