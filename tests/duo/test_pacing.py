@@ -124,11 +124,13 @@ def test_a_shared_budget_refused_again_waits_longer_but_keeps_its_pace() -> None
     that says how long to wait, not how fast to go once they do.
     """
     budget = RateBudget.shared(random.Random(1))
-    budget.rate_limited(0.0)
+    for now in range(0, 60, 2):  # one request every 2 s for a minute
+        budget.accepted(float(now))
+    budget.rate_limited(60.0)
     pace = budget.interval
-    assert pace == pytest.approx(INITIAL_INTERVAL)
+    assert pace == pytest.approx(2.0)
     waits = []
-    now = 0.0
+    now = 60.0
     for _ in range(12):
         now = budget.next_request_at()
         budget.sent(now)
@@ -136,6 +138,39 @@ def test_a_shared_budget_refused_again_waits_longer_but_keeps_its_pace() -> None
     assert budget.interval == pace
     assert waits[1] == pytest.approx(2 * waits[0], rel=JITTER * 3)
     assert max(waits) <= MAX_INTERVAL * (1 + JITTER)
+
+
+def test_a_shared_budget_with_no_measured_pace_explores() -> None:
+    """Refused while free, with no pace measured, a shared budget doubles its pace.
+
+    A burst sent at one instant, one request served: nothing says how fast
+    Duo serves, so the budget searches as any budget does, rather than
+    waiting longer and longer at a pace of zero.
+    """
+    budget = RateBudget.shared(random.Random(1))
+    budget.sent(0.0)
+    budget.accepted(0.0)
+    now = budget.rate_limited(0.0, sent=0.0)
+    intervals = [budget.interval]
+    for _ in range(6):
+        budget.sent(now)
+        now = budget.rate_limited(now, sent=now)
+        intervals.append(budget.interval)
+    assert intervals[0] > 0
+    assert intervals[1:] == [2 * i for i in intervals[:-1]]
+
+
+def test_429s_to_requests_sent_at_the_instant_of_a_change_teach_nothing() -> None:
+    """Nine requests refused together count as one refusal, not nine in a row."""
+    budget = RateBudget.shared(random.Random(1))
+    budget.sent(0.0)
+    budget.accepted(0.0)
+    first = budget.rate_limited(0.0, sent=0.0)
+    interval = budget.interval
+    for _ in range(8):
+        assert budget.rate_limited(0.0, sent=0.0) == first
+    assert budget.interval == interval
+    assert first > 0.0
 
 
 def test_a_shared_budget_is_freed_again_by_probing() -> None:

@@ -25,6 +25,9 @@ This works whether Duo counts requests in a sliding minute or in a token
 bucket, and wastes nothing but the occasional refused request (which returns
 no records and moves no cursor).  The wait after a 429 is one interval plus up
 to 10% jitter, so that many fetchers do not all retry at the same instant.
+A 429 to a request sent before the pace last changed (at that very instant
+included: every wait after a 429 is longer than zero) was paced by the old
+pace, and teaches nothing.
 
 An MSP parent's children may share one limit (Duo does not say whether its
 limits are per child or per parent).  Each endpoint then also has a *shared*
@@ -32,8 +35,13 @@ budget, the same rules over the requests of every child (``RateBudget.shared``):
 it starts free (``interval`` 0, no spacing at all) and only a 429 that the
 refused child cannot have caused itself teaches it (``trio_dls.duo.admission``
 says which); from then on it spaces the requests of all children, and its
-probing frees it again once the limit is gone.  Its memory is bounded the same
-way, at ``SHARED_REMEMBERED`` requests.
+probing frees it again once the limit is gone.  One rule differs: once its
+pace was *measured* (over at least two served requests spread in time), a 429
+right after another waits longer each time but keeps the pace, because with a
+limit per child the refusals in a row may come from different children and
+say nothing of the flow.  An unmeasured pace (the first refusal of a burst
+sent while free) explores by doubling, like any budget.  Its memory is bounded
+the same way, at ``SHARED_REMEMBERED`` requests.
 
 Other transient failures (timeouts, resets, 5xx, malformed answers) go through
 ``Backoff``: capped exponential waits with jitter, reset by a success.
@@ -86,12 +94,13 @@ class RateBudget:
     """The shortest interval; 0 for a shared budget, which may be free."""
     memory: int = MAX_REMEMBERED
     holds_pace: bool = False
-    """Whether a 429 right after another waits longer rather than slowing the pace."""
+    """Whether a 429 in a row waits longer, rather than slow a measured pace."""
     _next_at: float = attrs.field(default=float("-inf"), init=False)
     _refused_in_a_row: int = attrs.field(default=0, init=False)
     _streak: int = attrs.field(default=0, init=False)
     _probe: float = attrs.field(default=PROBE, init=False)
     _changed_at: float = attrs.field(default=float("-inf"), init=False)
+    _measured: bool = attrs.field(default=False, init=False)
     _accepted: collections.deque[float] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:  # noqa: D105 - attrs' hook
@@ -140,12 +149,15 @@ class RateBudget:
         pace: its refusal says nothing new (several in flight at once are
         refused together), and changes nothing.
         """
-        if sent is not None and sent < self._changed_at:
+        if sent is not None and sent <= self._changed_at:
+            # At the very instant of a change, too: every wait after a 429 is
+            # longer than zero, so a request sent at that instant went before
+            # the change was known (a burst refused all at once).
             return self._next_at
         # A shared budget may be free (interval 0): the "or"s below give it
         # a first interval; a per-endpoint one (floor MIN_INTERVAL) never is.
         wait = None
-        if self._refused_in_a_row and self.holds_pace:
+        if self._refused_in_a_row and self.holds_pace and self._measured:
             # Refused again: the limit has not let up yet (a window still
             # full, buckets still empty).  Wait longer each time, but keep
             # the pace: it is measured again at the next first refusal.
@@ -162,9 +174,14 @@ class RateBudget:
             served = (
                 (now - self._accepted[0]) / len(self._accepted)
                 if self._accepted
-                else self.interval or INITIAL_INTERVAL
+                else 0.0
             )
-            self.interval = max(self.interval * SLOWDOWN, served)
+            # A pace is measured only over served requests spread in time: one
+            # request, or a burst served at one instant, says nothing of it.
+            self._measured = len(self._accepted) > 1 and served > 0
+            self.interval = max(
+                self.interval * SLOWDOWN, served, self.floor or INITIAL_INTERVAL
+            )
             self._probe = max(MIN_PROBE, self._probe / 2)
         self._refused_in_a_row += 1
         self._streak = 0
