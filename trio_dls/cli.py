@@ -1,4 +1,4 @@
-"""The command line: ``trio-dls [run] CONFIG``, ``check``, ``demo``, exit codes.
+"""The command line: ``trio-dls [run] CONFIG``, its other commands, exit codes.
 
 Commands are rows of ``COMMANDS``, each an argparse subparser; a command line
 that does not start with a command's name runs the daemon, as duo_log_sync's
@@ -40,6 +40,8 @@ from trio_dls.config import (
     load_config,
     warnings_for,
 )
+from trio_dls.config.upgrade import UpgradeError
+from trio_dls.config.upgrading import upgrade_file
 from trio_dls.daemon import run_daemon
 from trio_dls.duo.cursors import NewerCursorError
 from trio_dls.duo.shards import Shard, parse_shard
@@ -290,6 +292,26 @@ def _status_command(options: argparse.Namespace) -> int:
     )
 
 
+def _add_upgrade_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "old", metavar="OLD", type=Path, help="a config in DLS's pre-1.0.0 layout"
+    )
+    parser.add_argument(
+        "new", metavar="NEW", type=Path, help="where to write the converted config"
+    )
+    parser.add_argument("--force", action="store_true", help="replace NEW if it exists")
+
+
+def _upgrade_command(options: argparse.Namespace) -> int:
+    return upgrade_config(
+        options.old,
+        options.new,
+        force=options.force,
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+    )
+
+
 def _demo_command(options: argparse.Namespace) -> int:
     # The fake Duo API (and trustme, cryptography) is for the demo only:
     # the daemon and check never load it.
@@ -336,6 +358,19 @@ COMMANDS: Final = (
         "the checkpoint directory (safe while the daemon runs; Duo is not "
         "called); exit 0 if every cursor is fresh, 1 if one is stale or "
         "missing, 2 if CONFIG is invalid.",
+    ),
+    Command(
+        name="upgrade-config",
+        synopsis="trio-dls upgrade-config OLD NEW",
+        summary="convert a config in DLS's pre-1.0.0 layout, comments kept",
+        add_arguments=_add_upgrade_arguments,
+        action=_upgrade_command,
+        description="Convert OLD, a config in DLS's pre-1.0.0 layout (duoclient, "
+        "logs, transport), into NEW in today's layout, keeping its comments and "
+        "adding the new optional keys commented out; then check NEW. OLD is never "
+        "changed; an existing NEW is replaced only with --force. Exit 2 if "
+        "nothing could be written (OLD already current included) or NEW does "
+        "not pass check.",
     ),
     Command(
         name="demo",
@@ -470,6 +505,23 @@ def check(path: Path, stdout: TextIO, stderr: TextIO, *, online: bool = False) -
     if online and not check_online(config, stdout):
         return EXIT_FATAL
     return EXIT_OK
+
+
+def upgrade_config(
+    old: Path, new: Path, *, force: bool, stdout: TextIO, stderr: TextIO
+) -> int:
+    """Convert *old* into *new*, say what moved where, then check *new*."""
+    try:
+        done = upgrade_file(old, new, force=force)
+    except UpgradeError as exc:
+        for problem in exc.problems:
+            print(f"trio-dls: {problem}", file=stderr)
+        print(f"trio-dls: {new} was not written", file=stderr)
+        return EXIT_CONFIG
+    for note in done.notes:
+        print(note, file=stdout)
+    print(f"wrote {new} (mode 0600: it holds the skey); checking it:", file=stdout)
+    return check(new, stdout, stderr)
 
 
 def describe(config: Config) -> str:

@@ -25,6 +25,7 @@ from trio_dls.config.convert import structure
 from trio_dls.config.environment import Environment, resolve
 from trio_dls.config.model import GUIDANCE_POLL_SECONDS, Config
 from trio_dls.config.problems import ConfigError, KeyPath, Problem, ProblemKind
+from trio_dls.config.upgrade import is_pre_1_0
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -131,6 +132,18 @@ def load_config_text(text: str, filename: str, env: Environment) -> Config:
     if tree is None:
         empty = Problem(ProblemKind.FILE, (), detail="the file is empty")
         raise ConfigError(filename, [empty])
+    if is_pre_1_0(tree):
+        # Every key of that layout is unknown here: one line saying what the
+        # file is, and how to convert it, says more than a line per key.
+        old = Problem(
+            ProblemKind.FILE,
+            (),
+            detail="this is DLS's pre-1.0.0 layout (duoclient, logs, transport; "
+            "no version), which trio-dls does not run; convert it with: "
+            f"trio-dls upgrade-config {filename} NEW.yml",
+            line=1,
+        )
+        raise ConfigError(filename, [old])
     data = _plain(tree)
     config, problems = structure(data)
     problems += cross_check(data, env)
