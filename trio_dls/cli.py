@@ -44,6 +44,7 @@ from trio_dls.config.upgrade import UpgradeError
 from trio_dls.config.upgrading import upgrade_file
 from trio_dls.daemon import run_daemon
 from trio_dls.duo.cursors import NewerCursorError
+from trio_dls.duo.proxy import proxy_secrets
 from trio_dls.duo.shards import Shard, parse_shard
 from trio_dls.errors import FatalError
 from trio_dls.observe import logsetup
@@ -605,7 +606,7 @@ def run(
         return EXIT_CONFIG
     skey = config.account.skey.reveal() if config.account.skey else ""
     for problem in logsetup.configure(
-        secrets=[skey],
+        secrets=[skey, *proxy_secrets(config.dls_settings.proxy)],
         log_file=Path(config.dls_settings.log_filepath),
         stream=stderr,
         level=log_level,

@@ -52,6 +52,7 @@ def duo_api_for(
         limiter=limiter,
         child_account_id=account.account_id,
         api_hostname=hostname,
+        call_timeout=config.dls_settings.api.request_timeout,
     )
 
 

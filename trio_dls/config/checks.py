@@ -205,6 +205,34 @@ def _check_proxy(data: object) -> Iterator[Problem]:
             ("dls_settings", "proxy", "proxy_port"),
             f"must be a port from 1 to 65535, got {port}",
         )
+    yield from _check_proxy_credentials(data, has_server=has_server)
+
+
+def _check_proxy_credentials(data: object, *, has_server: bool) -> Iterator[Problem]:
+    path = ("dls_settings", "proxy")
+    user = value_at(data, *path, "proxy_username")
+    password = value_at(data, *path, "proxy_password")
+    has_user = isinstance(user, str) and bool(user.strip())
+    # The password is never echoed, not even its type (the converter says that).
+    has_password = password is not None
+    if has_user and not has_password:
+        yield _problem(
+            (*path, "proxy_password"),
+            "proxy_username is set, so proxy_password is required",
+        )
+    elif has_password and not has_user:
+        yield _problem(
+            (*path, "proxy_username"),
+            "proxy_password is set, so proxy_username is required",
+        )
+    elif has_user and not has_server:
+        yield _problem(
+            (*path, "proxy_server"),
+            "proxy credentials are set, so proxy_server is required",
+        )
+    if has_user and isinstance(user, str) and ":" in user:
+        # HTTP Basic joins user and password with a colon (RFC 7617).
+        yield _problem((*path, "proxy_username"), "must not contain ':'")
 
 
 def _check_directories(data: object, env: Environment) -> Iterator[Problem]:

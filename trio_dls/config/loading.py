@@ -173,7 +173,7 @@ def _name_empty_key(tree: object, problem: Problem) -> Problem:
 
 
 def _mask(problem: Problem, secrets: list[str]) -> Problem:
-    """Hide the skey in *problem*'s words.
+    """Hide the skey (and the proxy password) in *problem*'s words.
 
     The skey is never echoed on purpose; this also catches it where a user
     pasted it into the wrong key.  Only ``detail`` holds values from the file:
@@ -200,8 +200,11 @@ def _drop_typo_echoes(problems: list[Problem]) -> list[Problem]:
 
 
 def _raw_secrets(data: object) -> list[str]:
-    skey = value_at(data, "account", "skey")
-    return [skey.strip()] if isinstance(skey, str) and skey.strip() else []
+    found = (
+        value_at(data, "account", "skey"),
+        value_at(data, "dls_settings", "proxy", "proxy_password"),
+    )
+    return [s.strip() for s in found if isinstance(s, str) and s.strip()]
 
 
 def _present_but_null(tree: object, path: KeyPath) -> bool:

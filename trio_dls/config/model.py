@@ -98,6 +98,10 @@ DEFAULT_POLL_SECONDS: Final = 120.0
 # records stay well under 100 MB however many accounts are fetched.
 DEFAULT_MAX_CALLS_IN_FLIGHT: Final = 8
 DEFAULT_MAX_PAGES_IN_MEMORY: Final = 16
+# How long one Duo call may take (an extension): long enough for a 1000-record
+# page from a slow Duo, short enough that a hung connection is noticed within
+# a poll interval.
+DEFAULT_REQUEST_TIMEOUT: Final = 60.0
 # Below this the poll interval goes against Duo's published guidance ("no more
 # than once per minute"); allowed, since the fetchers adapt to 429s, but said.
 GUIDANCE_POLL_SECONDS: Final = 60.0
@@ -115,6 +119,8 @@ class Api:
     # Extensions: DLS runs one thread per endpoint and child, unbounded.
     max_calls_in_flight: Count = Count(DEFAULT_MAX_CALLS_IN_FLIGHT)
     max_pages_in_memory: Count = Count(DEFAULT_MAX_PAGES_IN_MEMORY)
+    # An extension: DLS leaves duo_client's default, no timeout at all.
+    request_timeout: PositiveSeconds = PositiveSeconds(DEFAULT_REQUEST_TIMEOUT)
 
 
 @attrs.frozen
@@ -134,10 +140,14 @@ class Proxy:
     """``dls_settings.proxy``: an HTTP CONNECT proxy for the Duo API.
 
     DLS's defaults, ``proxy_server: ''`` and ``proxy_port: 0``, mean no proxy.
+    ``proxy_username`` and ``proxy_password`` (extensions) are sent as HTTP
+    Basic ``Proxy-Authorization`` on the CONNECT; both or neither.
     """
 
     proxy_server: str = ""
     proxy_port: int = 0
+    proxy_username: str = ""
+    proxy_password: Secret | None = None
 
     @property
     def enabled(self) -> bool:
@@ -213,6 +223,10 @@ class Server:
     # Extensions (see sample_config.yml).
     syslog_header: SyslogHeader = SyslogHeader.NONE
     syslog_facility: Facility = Facility.USER
+    # Extensions: None leaves the sender's defaults, 30 s to connect (TLS
+    # handshake included) and 60 s without any byte acknowledged while writing.
+    connect_timeout: PositiveSeconds | None = None
+    write_timeout: PositiveSeconds | None = None
 
     @transport.validator
     def _of_the_protocol(self, _: attrs.Attribute[Transport], value: Transport) -> None:
@@ -242,6 +256,8 @@ SERVER_KEYS: Final = (
     "tls_verify_hostname",
     "udp_max_size",
     "udp_oversize",
+    "connect_timeout",
+    "write_timeout",
 )
 
 

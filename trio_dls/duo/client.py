@@ -14,7 +14,7 @@ which bounds how far a window may reach (``trio_dls.duo.clock``).  That is why
 calls go through duo_client's ``api_call`` (which returns the HTTP response)
 and ``parse_json_response``, exactly what its ``json_api_call`` does.
 
-Errors are translated at this edge into four kinds, and nothing else leaves
+Errors are translated at this edge into five kinds, and nothing else leaves
 this module:
 
 * ``CredentialsRejectedError`` (a ``FatalError``): HTTP 401 or 403 to the
@@ -31,6 +31,9 @@ this module:
 * ``RateLimitedError``: HTTP 429.  duo_client's own sleeping retry loop is
   turned off (``_MAX_BACKOFF_WAIT_SECS = 0``) so that pacing stays with the
   fetcher, where it can be cancelled and shared knowledge of the limit lives.
+* ``ProxyCredentialsRejectedError`` (a ``FatalError``): the HTTP proxy
+  refused the CONNECT for want of credentials (``trio_dls.duo.proxy``, which
+  also names the proxy in the errors that are its fault).
 * ``TransientApiError``: everything else (timeouts, resets, DNS, TLS, 5xx,
   400s, malformed JSON).  Retried with backoff for ever.
 
@@ -51,8 +54,13 @@ import attrs
 import duo_client
 import trio
 
-from trio_dls.config.model import split_host_port
+from trio_dls.config.model import DEFAULT_REQUEST_TIMEOUT, split_host_port
 from trio_dls.duo.clock import parse_http_date
+from trio_dls.duo.proxy import (
+    ProxyCredentialsRejectedError,
+    proxy_failure,
+    tunnel_headers,
+)
 from trio_dls.errors import FatalError
 
 if TYPE_CHECKING:
@@ -61,9 +69,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Per call: long enough for a 1000-record page from a slow Duo, short enough
-# that a hung connection is noticed within a poll interval.
-CALL_TIMEOUT: Final = 60.0
+# Per call (``dls_settings.api.request_timeout``, see its default's comment).
+CALL_TIMEOUT: Final = DEFAULT_REQUEST_TIMEOUT
 # How long a call may wait for a free worker thread before it is given up
 # (and retried later): long, since a queue is normal at scale, but bounded.
 QUEUE_TIMEOUT: Final = 300.0
@@ -186,6 +193,7 @@ class ThreadedDuoApi:
         self._limiter = limiter
         self._timeout = call_timeout
         self._queue_timeout = queue_timeout
+        self._proxy = proxy
         # duo_client signs for the host it connects to, and Duo checks that
         # signature against the host it was sent to: host and signature go
         # together, a child's to its own deployment.
@@ -206,7 +214,11 @@ class ThreadedDuoApi:
             # Pacing is the fetcher's: a 429 comes straight back (DUO_API.md).
             client._MAX_BACKOFF_WAIT_SECS = 0  # noqa: SLF001
             if proxy.enabled:
-                client.set_proxy(host=proxy.proxy_server, port=proxy.proxy_port)
+                client.set_proxy(
+                    host=proxy.proxy_server,
+                    port=proxy.proxy_port,
+                    headers=tunnel_headers(proxy),
+                )
         self.host = host
 
     async def get(self, path: str, params: dict[str, str]) -> DuoAnswer:
@@ -259,7 +271,12 @@ class ThreadedDuoApi:
                 http.client.HTTPException,
                 ValueError,
             ) as exc:
-                raise classify(exc, what, child=child) from None
+                failure = proxy_failure(exc, what, self._proxy)
+                if failure is None:
+                    raise classify(exc, what, child=child) from None
+                if failure.fatal:
+                    raise ProxyCredentialsRejectedError(failure.message) from None
+                raise TransientApiError(failure.message) from None
         if gate.started:
             msg = f"{what}: no answer within {self._timeout:g} s"
         else:

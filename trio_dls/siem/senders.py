@@ -139,6 +139,19 @@ class Timing:
     udp_resolve_interval: float = UDP_RESOLVE_INTERVAL
 
 
+def server_timing(timing: Timing, server: Server) -> Timing:
+    """*timing* with *server*'s ``connect_timeout`` and ``write_timeout``, if set.
+
+    A config file may set them per server (extensions); ``Timing`` holds the
+    defaults, and the faster values tests pass.
+    """
+    return attrs.evolve(
+        timing,
+        connect_timeout=server.connect_timeout or timing.connect_timeout,
+        write_timeout=server.write_timeout or timing.write_timeout,
+    )
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -301,7 +314,7 @@ class _StreamSender:
         framing: Framing,
     ) -> None:
         self._owner = owner
-        self._timing = owner.timing
+        self._timing = server_timing(owner.timing, server)
         self._server = server
         self._framing = framing
         self._settings = settings
@@ -444,7 +457,7 @@ class _DatagramSender:
         datagrams: UdpSettings,
     ) -> None:
         self._owner = owner
-        self._timing = owner.timing
+        self._timing = server_timing(owner.timing, server)
         self._server = server
         self._datagrams = datagrams
         self._settings = settings
