@@ -46,6 +46,9 @@ pytestmark = pytest.mark.filterwarnings(IGNORE_DUO_CLIENT_SSL_WARNING)
 # Unlike every default (60, 30 and 60 s).
 CONFIGURED = 7.0
 assert CONFIGURED not in {CALL_TIMEOUT, CONNECT_TIMEOUT, WRITE_TIMEOUT}
+# Real seconds of idleness before the virtual clock jumps: far longer than
+# loopback takes to carry a request.
+IDLE = 0.1
 # The sender's own waits are the defaults, so that a server's value shows;
 # its retries are fast.
 DEFAULT_WAITS = attrs.evolve(
@@ -54,10 +57,12 @@ DEFAULT_WAITS = attrs.evolve(
 
 
 async def test_a_stalled_duo_call_ends_at_the_configured_request_timeout(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
     """dls_settings.api.request_timeout bounds a call Duo never answers."""
-    del autojump_clock
+    # The request reaches the fake in real time; the clock jumps only once
+    # everything waits on it (the fake on its delay, the call on its deadline).
+    mock_clock.autojump_threshold = IDLE
     fake = FakeDuo(small_config(faults=Faults(delay=3600)))
     async with trio.open_nursery() as nursery:
         await nursery.start(fake.serve)
@@ -68,13 +73,18 @@ async def test_a_stalled_duo_call_ends_at_the_configured_request_timeout(
         config = attrs.evolve(
             config, dls_settings=attrs.evolve(config.dls_settings, api=api_settings)
         )
-        client = duo_api_for(
-            config, AccountRef(config.account.ikey), trio.CapacityLimiter(1)
-        )
+        limiter = trio.CapacityLimiter(1)
+        client = duo_api_for(config, AccountRef(config.account.ikey), limiter)
         began = trio.current_time()
         with pytest.raises(TransientApiError) as caught:
             await client.get(AUTH, window(fake))
         took = trio.current_time() - began
+        # The abandoned thread ends, and gives its token back, once the fake
+        # answers (its delay passes on the virtual clock); duo_client closes
+        # its connection then, rather than leaving it to the next test's GC.
+        with trio.fail_after(2 * 3600):
+            async with limiter:
+                pass
         nursery.cancel_scope.cancel()
     assert f"no answer within {CONFIGURED:g} s" in str(caught.value)
     assert took == CONFIGURED
@@ -137,7 +147,7 @@ async def test_a_server_that_never_reads_fails_at_the_configured_write_timeout(
 ) -> None:
     """A server's write_timeout is how long it may acknowledge nothing."""
     # Loopback's buffers fill in real time; the clock jumps only once idle.
-    mock_clock.autojump_threshold = 0.1
+    mock_clock.autojump_threshold = IDLE
 
     async def never_read(stream: trio.SocketStream) -> None:
         async with stream:
