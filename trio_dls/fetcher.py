@@ -6,14 +6,19 @@ A fetcher runs the pure paging rules (``trio_dls.duo.paging``) against Duo:
 
 1. Its cursor comes from the store (or a DLS checkpoint, or the configured
    offset on a first start).
-2. ``plan_request`` says what to ask; nothing to ask means caught up: wait
-   ``api.timeout`` seconds and plan again.
+2. ``plan_request`` says what to ask; nothing to ask means caught up: the
+   fetcher *parks* until ``api.timeout`` seconds from now and plans again
+   then.  Parking returns ``Parked`` to the account's scheduler
+   (``trio_dls.supervisor``) with ``_Loop``, the plain data the loop goes on
+   from (its cursor, where a first start begins, the ``_Run`` with its
+   budget, backoffs and failure streak): between polls a fetcher is that
+   data alone, with no task, frame or cancel scope of its own.
 3. The ``RateBudget`` says when; then the fetcher waits for a ticket from
    the ``Admission`` (the global bound on pages held, fair to every fetcher,
    and for an MSP parent the pace its children share) and holds it from the
    request to the page's acknowledgement; the request goes out through
    ``DuoApi``.  Every wait comes before the ticket: a fetcher that waits, or
-   is idle between polls, holds no page and no thread.
+   is parked between polls, holds no page and no thread.
    A 429 teaches the budget Duo's limit; any other failure waits out a
    ``Backoff``.  Neither is ever fatal; only rejected credentials are.  An MSP
    child that Duo refuses (403/404: deleted, access revoked) waits a long
@@ -45,6 +50,8 @@ catching up takes as long as Duo's rate limit requires and no longer.
 
 A stop cancels the waits and the Duo call (reads have no side effects) but
 never a delivery or a save: a clean stop resends nothing at the next start.
+A stop while parked drops the parked fetcher: its cursor is saved, and it
+held nothing else.
 
 Times: the paging rules take the wall clock (UTC epoch seconds, ``clock``);
 waits use trio's clock.  Tests inject a ``clock`` tied to trio's virtual one.
@@ -72,7 +79,7 @@ from trio_dls.duo.client import (
     failure_kind,
 )
 from trio_dls.duo.clock import DuoClock
-from trio_dls.duo.cursors import units_per_second
+from trio_dls.duo.cursors import Cursor, units_per_second
 from trio_dls.duo.pacing import Backoff, RateBudget
 from trio_dls.duo.paging import (
     Limits,
@@ -99,11 +106,10 @@ from trio_dls.observe.events import (
     RateLimited,
 )
 from trio_dls.observe.reporting import Streak
-from trio_dls.supervisor import AccountRef, FetcherContext, Page
+from trio_dls.supervisor import AccountRef, FetcherContext, Page, Parked
 
 if TYPE_CHECKING:
     from trio_dls.config import Config
-    from trio_dls.duo.cursors import Cursor
     from trio_dls.endpoints import Endpoint
 
 ApiFactory = Callable[[AccountRef], DuoApi]
@@ -189,7 +195,8 @@ class Fetching:
     admission: Admission = attrs.Factory(Admission)
     _clock_watch: _ClockWatch = attrs.field(factory=_ClockWatch, init=False)
 
-    def _clocks(self, *, watch: bool = True) -> _Clocks:
+    def clocks(self, *, watch: bool = True) -> _Clocks:
+        """Read this host's clock and Duo's (telling the skew, if *watch*)."""
         local = self.clock()
         duo = self.duo_clock.now(trio.current_time())
         if watch:
@@ -198,7 +205,7 @@ class Fetching:
             return _Clocks(local, local)
         return _Clocks(min(local, duo), max(local, duo))
 
-    def _first_start(self, endpoint: Endpoint, clocks: _Clocks) -> Cursor:
+    def first_start(self, endpoint: Endpoint, clocks: _Clocks) -> Cursor:
         """Return where a first start begins: the offset, within Duo's retention."""
         return first_cursor(
             endpoint,
@@ -208,15 +215,13 @@ class Fetching:
             latest=clocks.latest,
         )
 
-    async def __call__(self, context: FetcherContext) -> None:
-        """Fetch (account, endpoint) of *context* until told to stop."""
+    async def __call__(self, context: FetcherContext) -> Parked | None:
+        """Fetch (account, endpoint) of *context* until caught up or told to stop."""
         account, endpoint = context.account, context.endpoint
-        limits = self.settings.limits
-        observer = self.observer
         run = _Run(
             context=context,
             api=self.api_for(account),
-            observer=observer,
+            observer=self.observer,
             budget=RateBudget(rng=self.rng),
             backoff=Backoff(rng=self.rng),
             refused=Backoff(
@@ -230,25 +235,51 @@ class Fetching:
         # first page is in, the start follows the retention floor as it moves
         # (a Duo outage at the first start then skips nothing that is still
         # served).  A shorter offset is a fixed point in time.
-        follow_floor = self.settings.offset_days >= limits.retention_days
-        first = None if follow_floor else self._first_start(endpoint, self._clocks())
-        poll = self.settings.poll_interval
+        follow_floor = self.settings.offset_days >= self.settings.limits.retention_days
+        first = None if follow_floor else self.first_start(endpoint, self.clocks())
+        return await _Loop(self, run, cursor, first)(context)
 
+
+@attrs.define(eq=False)
+class _Loop:
+    """A fetcher's loop, and all it keeps between polls (plain data, no task).
+
+    Calling it runs the loop until caught up, when it returns itself,
+    ``Parked`` until the next poll, or until a stop, when it returns None.
+    """
+
+    fetching: Fetching
+    run: _Run
+    cursor: Cursor | None
+    """The saved cursor; None until a first page is in."""
+    first: Cursor | None
+    """Where a first start begins; None while it follows the retention floor."""
+
+    def park(self) -> Parked:
+        """Tell the poll caught up and park until the next one."""
+        self.run.caught_up()
+        poll = self.fetching.settings.poll_interval
+        return Parked(trio.current_time() + max(0.0, poll), self)
+
+    async def __call__(self, context: FetcherContext) -> Parked | None:
+        """Fetch for *context* until caught up (parked) or told to stop (None)."""
+        fetching, run = self.fetching, self.run
+        account, endpoint = context.account, context.endpoint
+        limits = fetching.settings.limits
+        observer = fetching.observer
         while not context.stop.is_set:
-            clocks = self._clocks()
-            if cursor is not None:
-                current = cursor
-            elif first is not None:
-                current = first
+            clocks = fetching.clocks()
+            if self.cursor is not None:
+                current = self.cursor
+            elif self.first is not None:
+                current = self.first
             else:
-                current = self._first_start(endpoint, clocks)
+                current = fetching.first_start(endpoint, clocks)
             request = plan_request(
                 endpoint, current, clocks.now, limits, latest=clocks.latest
             )
             if request is None:
-                run.caught_up()
-                await context.stop.sleep(poll)
-                continue
+                return self.park()
             # Every wait (the pace, a backoff, a place for the page) comes
             # before the ticket: a ticket is held from the request to the
             # page's acknowledgement only, so pages in memory stay bounded.
@@ -268,22 +299,22 @@ class Fetching:
                     observer(Backlog(account, endpoint))
                 position = step.cursor.mintime / units_per_second(endpoint)
                 if step.records:
-                    await run.deliver(step.records, self.host, position)
-                if step.settled or cursor is not None:
+                    await run.deliver(step.records, fetching.host, position)
+                if step.settled or self.cursor is not None:
                     # An unsettled first request taught only Duo's clock: a
                     # first start keeps following the floor.
-                    await self.store.save(endpoint, account.account_id, step.cursor)
-                    cursor = step.cursor
+                    await fetching.store.save(endpoint, account.account_id, step.cursor)
+                    self.cursor = step.cursor
                     # Read again: the request and the delivery took time.
                     # Only planning watches the clocks.
-                    now = self._clocks(watch=False).now
+                    now = fetching.clocks(watch=False).now
                     observer(Behind(account, endpoint, now - position))
                 caught_up = step.caught_up
                 # The page is out: no record stays referenced while waiting.
                 del step
             if caught_up:
-                run.caught_up()
-                await context.stop.sleep(poll)
+                return self.park()
+        return None
 
 
 @attrs.define

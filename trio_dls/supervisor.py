@@ -9,13 +9,25 @@ Theory of operation
   memory channel, shared (by ``clone``) by every fetcher mapped to it.  The
   tree keeps the original end of each channel open until shutdown, so that
   fetchers can be attached at any time;
-* one **account** nursery per Duo account (the account itself, or each MSP
-  child), holding one **fetcher** task per mapped endpoint.  Accounts live in
-  an ``AccountTree``, keyed by account id, each in its own cancel scope and
-  with its own ``StopSignal``: they are added and removed while the rest runs,
-  by the optional ``AccountRefresh`` task that ``serve`` starts beside them
-  (the tree knows nothing of what decides: for MSP children, the listing in
-  ``trio_dls.duo.discovery``).
+* one **account** task per Duo account (the account itself, or each MSP
+  child), with a nursery holding one **fetcher** task per mapped endpoint
+  that has work to do.  Accounts live in an ``AccountTree``, keyed by account
+  id, each in its own cancel scope and with its own ``StopSignal``: they are
+  added and removed while the rest runs, by the optional ``AccountRefresh``
+  task that ``serve`` starts beside them (the tree knows nothing of what
+  decides: for MSP children, the listing in ``trio_dls.duo.discovery``).
+
+A fetcher that is caught up does not sleep as a task until its next poll: it
+*parks*, returning ``Parked`` (when to go on, and a callable over the plain
+data it needs to go on: its cursor, its budgets; not a suspended coroutine).
+The account task is the account's scheduler (``_Schedule``): it keeps the
+parked fetchers in a heap (at most one entry per endpoint), sleeps until the
+earliest is due, a fetcher parks or ends, or the stop, and starts the due
+ones again in the account nursery.  An MSP parent with a thousand caught-up
+children thus holds a thousand sleeping tasks, not six thousand, and each
+child costs about 22 KB of Python memory (``docs/scale.md``).  A parked
+fetcher keeps its channel
+ends: they are closed when its account ends.
 
 A fetcher hands each page to ``Outputs.deliver``, which puts one ``Delivery``
 into the channel of every mapped sender and returns only when each of them has
@@ -26,11 +38,13 @@ server stops its fetchers and memory stays flat.
 Stopping (SIGTERM, SIGINT, or any ``shutdown_trigger``) is graceful: the
 ``StopSignal`` cancels what fetchers registered with ``StopSignal.cancels``
 (their Duo calls and waits; reads have no side effects), while deliveries
-already under way are left to finish.  Fetchers return, their channel ends
-close, the tree closes its own ends, senders drain and return, and ``serve``
-returns.  A grace deadline bounds all of this; when it passes, whatever is
-still running is cancelled and the page it held is sent again at the next
-start (the cursor was not saved).  A second signal cancels at once.
+already under way are left to finish.  Parked fetchers are dropped (they
+hold nothing to finish: their cursors are saved), running ones return, the
+accounts end and close their fetchers' channel ends, the tree closes its own
+ends, senders drain and return, and ``serve`` returns.  A grace deadline
+bounds all of this; when it passes, whatever is still running is cancelled
+and the page it held is sent again at the next start (the cursor was not
+saved).  A second signal cancels at once.
 
 Removing an account is the same clean stop for that account alone: its stop
 signal is set, a page in delivery is finished, and after the grace its scope
@@ -49,7 +63,9 @@ whole tree and leaves ``serve`` in an exception group for the CLI to report.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -116,6 +132,19 @@ class StopSignal:
             self._scopes.discard(scope)
         return not self.is_set
 
+    async def wait_for(self, event: trio.Event, deadline: float) -> None:
+        """Wait for *event* until *deadline* (trio's clock), unless a stop comes."""
+        # As ``sleep``: one scope, no generator; every account waits here.
+        scope = trio.CancelScope(deadline=deadline)
+        if self.is_set:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                await event.wait()
+        finally:
+            self._scopes.discard(scope)
+
     def child(self) -> StopSignal:
         """Return a signal that is set when this one is (or on its own)."""
         child = StopSignal()
@@ -180,21 +209,22 @@ class Delivery:
 class Outputs:
     """A fetcher's channels to the senders its endpoint is mapped to."""
 
+    # Every fetcher has one, parked or not: tuples and slots rather than a
+    # dict and a __dict__ save some 300 bytes each.
+    __slots__ = ("_channels", "server_ids")
+
     def __init__(
         self, channels: Mapping[str, trio.MemorySendChannel[Delivery]]
     ) -> None:
         """Own *channels* (server id → channel end), closing them at the end."""
-        self._channels = dict(channels)
-
-    @property
-    def server_ids(self) -> tuple[str, ...]:
+        self.server_ids: tuple[str, ...] = tuple(channels)
         """The ids of the servers this fetcher feeds."""
-        return tuple(self._channels)
+        self._channels = tuple(channels.values())
 
     async def deliver(self, page: Page) -> None:
         """Hand *page* to every sender; return once each has fully written it."""
         deliveries = [Delivery(page) for _ in self._channels]
-        for channel, delivery in zip(self._channels.values(), deliveries, strict=True):
+        for channel, delivery in zip(self._channels, deliveries, strict=True):
             try:
                 await channel.send(delivery)
             except trio.BrokenResourceError:
@@ -206,7 +236,7 @@ class Outputs:
 
     async def aclose(self) -> None:
         """Close every channel end, so senders see the fetcher is gone."""
-        for channel in self._channels.values():
+        for channel in self._channels:
             await channel.aclose()
 
 
@@ -252,7 +282,23 @@ class SenderContext:
     deliveries: trio.MemoryReceiveChannel[Delivery]
 
 
-Fetcher = Callable[[FetcherContext], Awaitable[None]]
+@attrs.frozen
+class Parked:
+    """What a caught-up fetcher returns: call ``resume`` again at ``until``.
+
+    ``resume`` is a callable over the fetcher's plain state (not a suspended
+    coroutine), so that a parked fetcher costs that state alone: no task,
+    no frame, no cancel scope.
+    """
+
+    until: float
+    """When to go on, on trio's clock."""
+    resume: Fetcher
+    """Goes on where the fetcher left off; may park again."""
+
+
+Fetcher = Callable[[FetcherContext], Awaitable[Parked | None]]
+"""Fetches for its context until told to stop (None) or caught up (``Parked``)."""
 Sender = Callable[[SenderContext], Awaitable[None]]
 AccountDiscovery = Callable[[Config, StopSignal], Awaitable[list[AccountRef]]]
 AccountRefresh = Callable[[Config, "AccountTree", StopSignal], Awaitable[None]]
@@ -362,16 +408,14 @@ class AccountTree:
         try:
             with running.scope:
                 async with trio.open_nursery() as account:
+                    schedule = _Schedule(account, running.stop)
                     for context in contexts:
-                        account.start_soon(
-                            _run_fetcher,
-                            self._fetcher,
-                            context,
-                            name=f"fetcher {context.account.name}/{context.endpoint}",
-                        )
+                        schedule.start(self._fetcher, context)
+                    await schedule.run()
         finally:
             for context in contexts:
-                # A fetcher that never started still holds its channel clones.
+                # A fetcher that never started, or is parked, still holds its
+                # channel clones (closing one twice is harmless).
                 with trio.CancelScope(shield=True):
                     await context.outputs.aclose()
             running.stop.detach()
@@ -381,6 +425,70 @@ class AccountTree:
                 self._observer(AccountRemoved(running.account))
             self._changed.set()
             self._changed = trio.Event()
+
+
+class _Schedule:
+    """One account's fetchers: running in its nursery, or parked until due.
+
+    ``run`` is the account task's own loop.  Parked fetchers wait in a heap
+    of (until, turn, context, resume), where the turn (a counter) orders
+    fetchers due at the same time and keeps contexts from being compared;
+    it holds at most one entry per endpoint.
+    """
+
+    def __init__(self, nursery: trio.Nursery, stop: StopSignal) -> None:
+        """Start fetchers in *nursery* until *stop*."""
+        self._nursery = nursery
+        self._stop = stop
+        self._running = 0
+        self._parked: list[tuple[float, int, FetcherContext, Fetcher]] = []
+        self._turns = 0
+        self._wake = trio.Event()
+
+    def start(self, fetcher: Fetcher, context: FetcherContext) -> None:
+        """Run *fetcher* for *context* in the account nursery."""
+        self._running += 1
+        self._nursery.start_soon(
+            self._fetch,
+            fetcher,
+            context,
+            name=f"fetcher {context.account.name}/{context.endpoint}",
+        )
+
+    async def run(self) -> None:
+        """Resume parked fetchers when due, until the stop or no fetcher is left."""
+        stop = self._stop
+        while not stop.is_set and (self._running or self._parked):
+            # Waits until the earliest parked fetcher is due; with none
+            # parked, until a running one parks or ends (each ends at the
+            # stop, within the grace), so this wait is bounded either way.
+            until = self._parked[0][0] if self._parked else math.inf
+            await stop.wait_for(self._wake, until)
+            self._wake = trio.Event()
+            now = trio.current_time()
+            while self._parked and self._parked[0][0] <= now and not stop.is_set:
+                _, _, context, resume = heapq.heappop(self._parked)
+                self.start(resume, context)
+        # A stop drops the parked fetchers: they hold no page, their cursors
+        # are saved, and their channel ends are the account's to close.
+        self._parked.clear()
+
+    async def _fetch(self, fetcher: Fetcher, context: FetcherContext) -> None:
+        parked: Parked | None = None
+        try:
+            parked = await fetcher(context)
+        finally:
+            self._running -= 1
+            if parked is None:
+                # Done for good: senders see this fetcher's ends close now.
+                with trio.CancelScope(shield=True):
+                    await context.outputs.aclose()
+        if parked is not None:
+            self._turns += 1
+            heapq.heappush(
+                self._parked, (parked.until, self._turns, context, parked.resume)
+            )
+        self._wake.set()
 
 
 async def serve(
@@ -510,11 +618,3 @@ async def _run_tree(  # noqa: PLR0917 - a private step of serve
             await living.wait_empty()
         for send in inputs.values():
             await send.aclose()
-
-
-async def _run_fetcher(fetcher: Fetcher, context: FetcherContext) -> None:
-    try:
-        await fetcher(context)
-    finally:
-        with trio.CancelScope(shield=True):
-            await context.outputs.aclose()
