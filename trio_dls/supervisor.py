@@ -26,8 +26,7 @@ earliest is due, a fetcher parks or ends, or the stop, and starts the due
 ones again in the account nursery.  An MSP parent with a thousand caught-up
 children thus holds a thousand sleeping tasks, not six thousand, and each
 child costs about 22 KB of Python memory (``docs/scale.md``).  A parked
-fetcher keeps its channel
-ends: they are closed when its account ends.
+fetcher keeps its channel ends: they are closed when its account ends.
 
 A fetcher hands each page to ``Outputs.deliver``, which puts one ``Delivery``
 into the channel of every mapped sender and returns only when each of them has
