@@ -19,7 +19,9 @@ from trio_dls.duo.admission import Admission
 from trio_dls.duo.client import ThreadedDuoApi
 from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.fetcher import Fetching, FetchSettings
-from trio_dls.observe import Counters, Fanout, LogObserver
+from trio_dls.observe import Counters, Fanout, LogObserver, Observer
+from trio_dls.observe.metrics import Metrics
+from trio_dls.observe.metrics_http import open_listeners, serve_metrics
 from trio_dls.service import Notifier, ServiceStatus, serve_notifying
 from trio_dls.siem.senders import SiemSender
 from trio_dls.supervisor import (
@@ -70,10 +72,16 @@ async def run_daemon(
     With a *shard*, an MSP parent's children are fetched only if it owns them.
     """
     checkpointing = config.dls_settings.checkpointing
-    # One set of observers for the whole pipeline: the log, the totals, and
-    # the status line systemd shows.
+    # One set of observers for the whole pipeline: the log, the totals, the
+    # status line systemd shows, and the metrics when they are served
+    # (dls_settings.metrics.listen).
     status = ServiceStatus(endpoints=len(config.account.endpoints))
-    observer = Fanout(LogObserver(), Counters(), status)
+    observers: list[Observer] = [LogObserver(), Counters(), status]
+    listen = config.dls_settings.metrics.listen
+    metrics = Metrics.from_config(config) if listen else None
+    if metrics is not None:
+        observers.append(metrics)
+    observer = Fanout(*observers)
     store = CheckpointStore(
         Path(checkpointing.directory),
         enabled=checkpointing.enabled,
@@ -106,29 +114,36 @@ async def run_daemon(
     # systemd's Type=notify (nothing is sent without $NOTIFY_SOCKET).
     notifier = Notifier.from_environ()
     try:
-        await serve_notifying(
-            functools.partial(
-                serve,
-                config,
-                force_trigger=force_trigger,
-                grace=grace,
-                fetcher=Fetching(
-                    api_for=api_for,
-                    store=store,
-                    settings=FetchSettings.from_config(config),
-                    host=config.account.api_host,
+        async with trio.open_nursery() as nursery:
+            if metrics is not None:
+                # Before the tree starts: a port in use is fatal at once.
+                listeners = await open_listeners(listen)
+                await nursery.start(serve_metrics, metrics, listeners)
+            await serve_notifying(
+                functools.partial(
+                    serve,
+                    config,
+                    force_trigger=force_trigger,
+                    grace=grace,
+                    fetcher=Fetching(
+                        api_for=api_for,
+                        store=store,
+                        settings=FetchSettings.from_config(config),
+                        host=config.account.api_host,
+                        observer=observer,
+                        admission=admission,
+                    ),
+                    sender=SiemSender(observer=observer),
+                    discover_accounts=discovery,
+                    refresh_accounts=discovery.refresh,
                     observer=observer,
-                    admission=admission,
                 ),
-                sender=SiemSender(observer=observer),
-                discover_accounts=discovery,
-                refresh_accounts=discovery.refresh,
-                observer=observer,
-            ),
-            shutdown_trigger=shutdown_trigger,
-            notifier=notifier,
-            status=status,
-            task_status=task_status,
-        )
+                shutdown_trigger=shutdown_trigger,
+                notifier=notifier,
+                status=status,
+                task_status=task_status,
+            )
+            # The metrics endpoint ends with the tree.
+            nursery.cancel_scope.cancel()
     finally:
         notifier.close()

@@ -30,7 +30,8 @@ A fetcher runs the pure paging rules (``trio_dls.duo.paging``) against Duo:
    once all of them wrote it), and only then is the cursor saved.
 
 What happens is told to the fetcher's observer (``trio_dls.observe``) as it
-happens, every occurrence: ``Backlog`` and ``CaughtUp``, ``PageDelivered`` and
+happens, every occurrence: ``RequestServed`` per answer,
+``Backlog`` and ``CaughtUp``, ``PageDelivered`` and
 ``Behind`` per page, ``RateLimited`` per 429, ``ApiFailed`` per failure (with
 how many in a row) and ``ApiRecovered`` at the end of a run of them,
 ``ChildRefused`` per refusal of a child's request, ``PlanningWarning`` and
@@ -104,6 +105,7 @@ from trio_dls.observe.events import (
     PageDelivered,
     PlanningWarning,
     RateLimited,
+    RequestServed,
 )
 from trio_dls.observe.reporting import Streak
 from trio_dls.supervisor import AccountRef, FetcherContext, Page, Parked
@@ -405,6 +407,7 @@ class _Run:
         now = trio.current_time()
         self.budget.accepted(now)
         self.admission.served(endpoint, now)
+        self.observer(RequestServed(account, endpoint))
         self.backoff.succeeded()
         self.refused.succeeded()
         failures, since = self.streak.succeeded()

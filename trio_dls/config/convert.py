@@ -35,6 +35,7 @@ from trio_dls.config.model import (
     Count,
     DatagramSize,
     EndpointServerMapping,
+    ListenAddress,
     MspApiHost,
     NonEmptyStr,
     OffsetDays,
@@ -46,6 +47,7 @@ from trio_dls.config.model import (
     TcpSettings,
     TlsSettings,
     UdpSettings,
+    split_listen_address,
 )
 from trio_dls.config.problems import KeyPath, Problem, ProblemKind
 from trio_dls.endpoints import Endpoint
@@ -176,6 +178,19 @@ def _to_positive_seconds(value: object, _: type) -> float:
     if not seconds > 0:
         raise InvalidValueError(f"must be a number of seconds above 0, got {seconds:g}")
     return seconds
+
+
+def _to_listen_address(value: object, _: type) -> str:
+    text = _to_str(value, str).strip()
+    if text:
+        try:
+            port = split_listen_address(text)[1]
+        except ValueError as exc:
+            raise InvalidValueError(str(exc)) from None
+        if port == 0:
+            msg = f"expected HOST:PORT (a port from 1 to 65535), got {text!r}"
+            raise InvalidValueError(msg)
+    return text
 
 
 def _to_secret(value: object, _: type) -> Secret:
@@ -347,6 +362,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(PositiveSeconds, _to_positive_seconds)
     converter.register_structure_hook(DatagramSize, _to_datagram_size)
     converter.register_structure_hook(Count, _to_count)
+    converter.register_structure_hook(ListenAddress, _to_listen_address)
     converter.register_structure_hook(Secret, _to_secret)
     _register_exact(converter, tuple[Endpoint, ...], _endpoints_hook)
     _register_exact(converter, tuple[str, ...], _str_tuple_hook)

@@ -83,6 +83,8 @@ PositiveSeconds = NewType("PositiveSeconds", float)
 # fetching within the hour, at one account-list call an hour.
 DEFAULT_MSP_REFRESH_SECONDS: Final = 3600.0
 DatagramSize = NewType("DatagramSize", int)
+# ``HOST:PORT`` to listen on (``[::1]:9464`` for IPv6), or empty for off.
+ListenAddress = NewType("ListenAddress", str)
 # How many of something may be at once: a whole number from 1 up.
 Count = NewType("Count", int)
 # The largest UDP payload over IPv4.
@@ -156,6 +158,18 @@ class Proxy:
 
 
 @attrs.frozen
+class Metrics:
+    """``dls_settings.metrics`` (an extension): the metrics and health endpoint.
+
+    ``listen`` empty is off.  ``stall_after`` None stands for the default
+    derived from the poll interval (``trio_dls.observe.metrics.stall_after``).
+    """
+
+    listen: ListenAddress = ListenAddress("")
+    stall_after: PositiveSeconds | None = None
+
+
+@attrs.frozen
 class DlsSettings:
     """``dls_settings``: everything about the daemon itself."""
 
@@ -164,6 +178,7 @@ class DlsSettings:
     api: Api = Api()
     checkpointing: Checkpointing = Checkpointing()
     proxy: Proxy = Proxy()
+    metrics: Metrics = Metrics()
 
 
 @attrs.frozen
@@ -340,6 +355,25 @@ def split_host_port(hostname: str) -> tuple[str, int | None]:
     return hostname.strip(), None
 
 
+def split_listen_address(text: str) -> tuple[str | None, int]:
+    """Split ``HOST:PORT`` (``[::1]:9464``, ``:9464``) into host and port.
+
+    An empty host (``:9464``) is None: every interface.  Raises ValueError,
+    saying what is wrong, for anything else.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    # Port 0 (any free port) parses: tests listen there; the config refuses it.
+    if not sep or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004
+        raise ValueError(f"expected HOST:PORT (a port from 1 to 65535), got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host:
+            raise ValueError(f"expected an IPv6 address in the brackets, got {text!r}")
+    elif ":" in host or "[" in host or "]" in host:
+        raise ValueError(f"write an IPv6 address in brackets: [::1]:9464, got {text!r}")
+    return host or None, int(port)
+
+
 # The annotations above are strings (``from __future__ import annotations``);
 # the converter and the unknown-key suggestions read them as types, so they are
 # resolved once, here, where the names they mention are in scope.
@@ -347,6 +381,7 @@ for _cls in (
     Api,
     Checkpointing,
     Proxy,
+    Metrics,
     DlsSettings,
     TcpSettings,
     TlsSettings,

@@ -78,6 +78,7 @@ __all__ = [
     "PlanningWarning",
     "RateLimited",
     "RecordRepaired",
+    "RequestServed",
     "ResolveFailed",
     "ServerConnected",
     "ServerFailed",
@@ -104,6 +105,19 @@ class PageDelivered:
     endpoint: Endpoint
     records: int
     cursor_time: float
+
+
+@attrs.frozen
+class RequestServed:
+    """Duo answered a request of (account, endpoint): HTTP 200, records or none.
+
+    Told at each answer, before its records are delivered.  With
+    ``RateLimited``, ``ApiFailed`` and ``ChildRefused`` it accounts for every
+    request Duo answered (the metrics count requests by status from them).
+    """
+
+    account: AccountRef
+    endpoint: Endpoint
 
 
 @attrs.frozen
@@ -564,6 +578,7 @@ class DlsCheckpointIgnored:
 
 Event = (
     PageDelivered
+    | RequestServed
     | Backlog
     | CaughtUp
     | Behind
