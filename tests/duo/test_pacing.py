@@ -124,13 +124,12 @@ def test_a_shared_budget_refused_again_waits_longer_but_keeps_its_pace() -> None
     that says how long to wait, not how fast to go once they do.
     """
     budget = RateBudget.shared(random.Random(1))
-    for now in range(0, 60, 2):  # one request every 2 s for a minute
-        budget.accepted(float(now))
+    for second in range(0, 60, 2):  # one request every 2 s for a minute
+        budget.accepted(float(second))
     budget.rate_limited(60.0)
     pace = budget.interval
     assert pace == pytest.approx(2.0)
     waits = []
-    now = 60.0
     for _ in range(12):
         now = budget.next_request_at()
         budget.sent(now)
