@@ -19,6 +19,7 @@ runs are tested at the top.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,6 +27,7 @@ import pytest
 from trio_dls.config import Environment
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -33,3 +35,22 @@ if TYPE_CHECKING:
 def env(tmp_path: Path) -> Environment:
     """An environment anchored in a temporary directory, with no variables."""
     return Environment(base_directory=tmp_path, environ={}, euid=1000)
+
+
+@pytest.fixture
+def daemon_logger() -> Iterator[None]:
+    """Give back the ``trio_dls`` logger as it was before the test.
+
+    ``run`` and ``logsetup.configure`` point the logger at their own streams
+    and stop propagation, which would hide every later test's records from
+    ``caplog``.
+    """
+    logger = logging.getLogger("trio_dls")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield
+    for handler in logger.handlers:
+        if handler not in handlers:
+            handler.close()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -30,9 +29,6 @@ from trio_dls.duo.cursors import NewerCursorError
 from trio_dls.duo.shards import Shard
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_thread
 from trio_dls.supervisor import DEFAULT_GRACE
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 SKEY = "cLiSkEyCliSkEyCliSkEyCliSkEyCliSkEy00042"
 
@@ -425,24 +421,6 @@ def test_a_cursor_file_from_a_newer_release_exits_2_with_one_line(
     ] == [line.partition(" trio_dls: ")[2] for line in refused]
     assert "Traceback" not in output
     assert cursor.exists()
-
-
-@pytest.fixture
-def daemon_logger() -> Iterator[None]:
-    """Give back the ``trio_dls`` logger as it was after an in-process ``run``.
-
-    ``run`` points the logger at its own stream and stops propagation, which
-    would hide every later test's records from ``caplog``.
-    """
-    logger = logging.getLogger("trio_dls")
-    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
-    yield
-    for handler in logger.handlers:
-        if handler not in handlers:
-            handler.close()
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 @pytest.mark.usefixtures("daemon_logger")

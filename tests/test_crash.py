@@ -13,6 +13,7 @@ at Duo's retention floor, which moves on while it is paged.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import random
@@ -161,9 +162,9 @@ def fake(backlog: Backlog) -> Iterator[FakeDuo]:
         yield server
 
 
-@pytest.fixture
-def siem() -> Iterator[Siem]:
-    """The listener, serving in a thread."""
+@contextlib.contextmanager
+def serving_siem() -> Iterator[Siem]:
+    """Run a listener in a thread for the body; shut it down after."""
     server = Siem()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -172,6 +173,13 @@ def siem() -> Iterator[Siem]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def siem() -> Iterator[Siem]:
+    """The listener, serving in a thread."""
+    with serving_siem() as server:
+        yield server
 
 
 def expected(fake: FakeDuo) -> list[Key]:

@@ -36,7 +36,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,7 +43,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.test_cli import Lines
-from tests.test_crash import WAIT, Key, Siem
+from tests.test_crash import WAIT, Key, Siem, serving_siem
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_thread
 
@@ -132,14 +131,8 @@ def fake(clock: SpedClock) -> Iterator[FakeDuo]:
 @pytest.fixture
 def siem() -> Iterator[Siem]:
     """The listener, serving in a thread."""
-    server = Siem()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_siem() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def write_config(tmp_path: Path, fake: FakeDuo, siem: Siem) -> Path:

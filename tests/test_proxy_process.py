@@ -15,14 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fakeduo.fixtures import small_config
 from tests.test_cli import Lines
-from tests.test_crash import WAIT, Siem
+from tests.test_crash import WAIT, Siem, serving_siem
 from tests.tinyproxy_fixtures import free_port, require_tinyproxy, running_tinyproxy
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import FakeDuo, serve_in_thread
@@ -51,14 +50,8 @@ def fake() -> Iterator[FakeDuo]:
 @pytest.fixture
 def siem() -> Iterator[Siem]:
     """The listener, serving in a thread."""
-    server = Siem()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_siem() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def write_config(

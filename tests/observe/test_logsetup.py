@@ -16,7 +16,6 @@ import logging
 import re
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -47,9 +46,6 @@ from trio_dls.observe.events import (
 from trio_dls.observe.logsetup import LogFormat, configure
 from trio_dls.supervisor import AccountRef
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 CHILD = AccountRef("Acme Child", "DA0000000000000000001")
 SIEM = ServerRef("siem", "127.0.0.1", 9000, "TCP")
 AUTH = Endpoint.AUTH
@@ -58,18 +54,8 @@ WAIT = 60.0  # real seconds, a bound on each wait of the process test
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
-@pytest.fixture(autouse=True)
-def daemon_logger() -> Iterator[None]:
-    """Give back the ``trio_dls`` logger as it was: ``configure`` replaces it."""
-    logger = logging.getLogger("trio_dls")
-    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
-    yield
-    for handler in logger.handlers:
-        if handler not in handlers:
-            handler.close()
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
+# ``configure`` replaces the ``trio_dls`` logger: each test gives it back.
+pytestmark = pytest.mark.usefixtures("daemon_logger")
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
