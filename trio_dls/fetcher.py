@@ -307,6 +307,7 @@ class _Loop:
                     # first start keeps following the floor.
                     await fetching.store.save(endpoint, account.account_id, step.cursor)
                     self.cursor = step.cursor
+                    self.first = None  # no longer needed: not kept while idle
                     # Read again: the request and the delivery took time.
                     # Only planning watches the clocks.
                     now = fetching.clocks(watch=False).now

@@ -6,9 +6,10 @@ Theory of operation
 
 * one **sender** task per server that some endpoint is mapped to; it owns the
   connection to that server and reads ``Delivery`` items from one bounded
-  memory channel, shared (by ``clone``) by every fetcher mapped to it.  The
-  tree keeps the original end of each channel open until shutdown, so that
-  fetchers can be attached at any time;
+  memory channel, whose send end every fetcher mapped to it shares (one
+  ``Outputs`` per endpoint, for all accounts).  The tree keeps that end open
+  until every account has ended, so that fetchers come and go freely and no
+  fetcher holds an end (a clone) of its own;
 * one **account** task per Duo account (the account itself, or each MSP
   child), with a nursery holding one **fetcher** task per mapped endpoint
   that has work to do.  Accounts live in an ``AccountTree``, keyed by account
@@ -25,8 +26,7 @@ parked fetchers in a heap (at most one entry per endpoint), sleeps until the
 earliest is due, a fetcher parks or ends, or the stop, and starts the due
 ones again in the account nursery.  An MSP parent with a thousand caught-up
 children thus holds a thousand sleeping tasks, not six thousand, and each
-child costs about 22 KB of Python memory (``docs/scale.md``).  A parked
-fetcher keeps its channel ends: they are closed when its account ends.
+child costs a few KB of Python memory (``docs/scale.md``).
 
 A fetcher hands each page to ``Outputs.deliver``, which puts one ``Delivery``
 into the channel of every mapped sender and returns only when each of them has
@@ -39,8 +39,8 @@ Stopping (SIGTERM, SIGINT, or any ``shutdown_trigger``) is graceful: the
 (their Duo calls and waits; reads have no side effects), while deliveries
 already under way are left to finish.  Parked fetchers are dropped (they
 hold nothing to finish: their cursors are saved), running ones return, the
-accounts end and close their fetchers' channel ends, the tree closes its own
-ends, senders drain and return, and ``serve`` returns.  A grace deadline
+accounts end, the tree closes the channels' send ends, senders drain and
+return, and ``serve`` returns.  A grace deadline
 bounds all of this; when it passes, whatever is still running is cancelled
 and the page it held is sent again at the next start (the cursor was not
 saved).  A second signal cancels at once.
@@ -94,8 +94,10 @@ class StopSignal:
     def __init__(self) -> None:
         """Start unset, with no scopes registered."""
         self._event = trio.Event()
-        self._scopes: set[trio.CancelScope] = set()
-        self._children: set[StopSignal] = set()
+        # Both made when first needed: a thousand idle children's signals
+        # register no scope between polls and have no children.
+        self._scopes: set[trio.CancelScope] | None = None
+        self._children: set[StopSignal] | None = None
         self._parent: StopSignal | None = None
 
     @property
@@ -106,9 +108,9 @@ class StopSignal:
     def set(self) -> None:
         """Ask to stop: cancel every registered scope, wake every waiter."""
         self._event.set()
-        for scope in self._scopes:
+        for scope in self._scopes or ():
             scope.cancel()
-        for child in list(self._children):
+        for child in list(self._children or ()):
             child.set()
 
     async def wait(self) -> None:
@@ -123,12 +125,12 @@ class StopSignal:
         scope = trio.CancelScope(deadline=trio.current_time() + max(0.0, seconds))
         if self.is_set:
             scope.cancel()
-        self._scopes.add(scope)
+        self._register(scope)
         try:
             with scope:
                 await trio.sleep_forever()
         finally:
-            self._scopes.discard(scope)
+            self._forget(scope)
         return not self.is_set
 
     async def wait_for(self, event: trio.Event, deadline: float) -> None:
@@ -137,17 +139,19 @@ class StopSignal:
         scope = trio.CancelScope(deadline=deadline)
         if self.is_set:
             scope.cancel()
-        self._scopes.add(scope)
+        self._register(scope)
         try:
             with scope:
                 await event.wait()
         finally:
-            self._scopes.discard(scope)
+            self._forget(scope)
 
     def child(self) -> StopSignal:
         """Return a signal that is set when this one is (or on its own)."""
         child = StopSignal()
         child._parent = self
+        if self._children is None:
+            self._children = set()
         self._children.add(child)
         if self.is_set:
             child.set()
@@ -155,9 +159,10 @@ class StopSignal:
 
     def detach(self) -> None:
         """Stop following the parent (the account is gone; forget it)."""
-        if self._parent is not None:
-            self._parent._children.discard(self)  # noqa: SLF001 - same class
-            self._parent = None
+        parent = self._parent
+        if parent is not None and parent._children is not None:  # noqa: SLF001
+            parent._children.discard(self)  # noqa: SLF001 - same class
+        self._parent = None
 
     @contextlib.contextmanager
     def cancels(self) -> Iterator[trio.CancelScope]:
@@ -165,12 +170,25 @@ class StopSignal:
         scope = trio.CancelScope()
         if self.is_set:
             scope.cancel()
-        self._scopes.add(scope)
+        self._register(scope)
         try:
             with scope:
                 yield scope
         finally:
+            self._forget(scope)
+
+    def _register(self, scope: trio.CancelScope) -> None:
+        if self._scopes is None:
+            self._scopes = set()
+        self._scopes.add(scope)
+
+    def _forget(self, scope: trio.CancelScope) -> None:
+        if self._scopes is not None:
             self._scopes.discard(scope)
+            if not self._scopes:
+                # A set keeps the table it grew to; an idle account's signal
+                # keeps none, rather than one sized for all its fetchers.
+                self._scopes = None
 
 
 @attrs.frozen
@@ -206,18 +224,21 @@ class Delivery:
 
 
 class Outputs:
-    """A fetcher's channels to the senders its endpoint is mapped to."""
+    """The channels to the senders one endpoint is mapped to.
 
-    # Every fetcher has one, parked or not: tuples and slots rather than a
-    # dict and a __dict__ save some 300 bytes each.
+    One per endpoint, shared by every account's fetcher of that endpoint:
+    the tree holds the channels' send ends open until every account has
+    ended, so a fetcher needs no end (no clone) of its own to close.
+    """
+
     __slots__ = ("_channels", "server_ids")
 
     def __init__(
         self, channels: Mapping[str, trio.MemorySendChannel[Delivery]]
     ) -> None:
-        """Own *channels* (server id → channel end), closing them at the end."""
+        """Send to *channels* (server id → channel end); the tree closes them."""
         self.server_ids: tuple[str, ...] = tuple(channels)
-        """The ids of the servers this fetcher feeds."""
+        """The ids of the servers this endpoint feeds."""
         self._channels = tuple(channels.values())
 
     async def deliver(self, page: Page) -> None:
@@ -232,11 +253,6 @@ class Outputs:
                 await trio.sleep_forever()
         for delivery in deliveries:
             await delivery.done.wait()
-
-    async def aclose(self) -> None:
-        """Close every channel end, so senders see the fetcher is gone."""
-        for channel in self._channels:
-            await channel.aclose()
 
 
 @attrs.frozen
@@ -342,13 +358,16 @@ class AccountTree:
         """
         self._nursery = nursery
         self._routing = routing
-        self._inputs = inputs
         self._fetcher = fetcher
         self._stop = stop
         self._grace = grace
         self._observer = observer
         self._running: dict[str | None, _Running] = {}
         self._changed = trio.Event()
+        self._outputs = {
+            endpoint: Outputs({server_id: inputs[server_id] for server_id in ids})
+            for endpoint, ids in routing.endpoints.items()
+        }
 
     @property
     def accounts(self) -> tuple[AccountRef, ...]:
@@ -365,12 +384,10 @@ class AccountTree:
             FetcherContext(
                 account=account,
                 endpoint=endpoint,
-                outputs=Outputs(
-                    {server_id: self._inputs[server_id].clone() for server_id in ids}
-                ),
+                outputs=outputs,
                 stop=running.stop,
             )
-            for endpoint, ids in self._routing.endpoints.items()
+            for endpoint, outputs in self._outputs.items()
         ]
         self._running[key] = running
         if self._observer is not None:
@@ -406,17 +423,11 @@ class AccountTree:
     ) -> None:
         try:
             with running.scope:
-                async with trio.open_nursery() as account:
-                    schedule = _Schedule(account, running.stop)
-                    for context in contexts:
-                        schedule.start(self._fetcher, context)
-                    await schedule.run()
+                schedule = _Schedule(running.stop)
+                for context in contexts:
+                    schedule.park(trio.current_time(), self._fetcher, context)
+                await schedule.run()
         finally:
-            for context in contexts:
-                # A fetcher that never started, or is parked, still holds its
-                # channel clones (closing one twice is harmless).
-                with trio.CancelScope(shield=True):
-                    await context.outputs.aclose()
             running.stop.detach()
             del self._running[account_key(running.account)]
             running.done.set()
@@ -433,60 +444,72 @@ class _Schedule:
     of (until, turn, context, resume), where the turn (a counter) orders
     fetchers due at the same time and keeps contexts from being compared;
     it holds at most one entry per endpoint.
+
+    The account's nursery lives only while some fetcher runs: once all are
+    parked it closes, and the next due one opens a new one.  A nursery keeps
+    sets sized for the most tasks it ever held, so an idle child keeps
+    neither a nursery nor what its fetchers' tasks left behind in one.
     """
 
-    def __init__(self, nursery: trio.Nursery, stop: StopSignal) -> None:
-        """Start fetchers in *nursery* until *stop*."""
-        self._nursery = nursery
+    def __init__(self, stop: StopSignal) -> None:
+        """Schedule fetchers until *stop*."""
         self._stop = stop
+        self._nursery: trio.Nursery | None = None
         self._running = 0
         self._parked: list[tuple[float, int, FetcherContext, Fetcher]] = []
         self._turns = 0
         self._wake = trio.Event()
 
-    def start(self, fetcher: Fetcher, context: FetcherContext) -> None:
-        """Run *fetcher* for *context* in the account nursery."""
-        self._running += 1
-        self._nursery.start_soon(
-            self._fetch,
-            fetcher,
-            context,
-            name=f"fetcher {context.account.name}/{context.endpoint}",
-        )
+    def park(self, until: float, fetcher: Fetcher, context: FetcherContext) -> None:
+        """Run *fetcher* for *context* at *until* (trio's clock)."""
+        self._turns += 1
+        heapq.heappush(self._parked, (until, self._turns, context, fetcher))
 
     async def run(self) -> None:
-        """Resume parked fetchers when due, until the stop or no fetcher is left."""
+        """Run fetchers when due, until the stop or no fetcher is left."""
         stop = self._stop
-        while not stop.is_set and (self._running or self._parked):
-            # Waits until the earliest parked fetcher is due; with none
-            # parked, until a running one parks or ends (each ends at the
-            # stop, within the grace), so this wait is bounded either way.
-            until = self._parked[0][0] if self._parked else math.inf
-            await stop.wait_for(self._wake, until)
-            self._wake = trio.Event()
-            now = trio.current_time()
-            while self._parked and self._parked[0][0] <= now and not stop.is_set:
-                _, _, context, resume = heapq.heappop(self._parked)
-                self.start(resume, context)
-        # A stop drops the parked fetchers: they hold no page, their cursors
-        # are saved, and their channel ends are the account's to close.
+        while self._parked and await stop.sleep(
+            self._parked[0][0] - trio.current_time()
+        ):
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._start_due()
+                while self._running and not stop.is_set:
+                    # Until the earliest parked fetcher is due, or a running
+                    # one parks or ends (each ends at the stop, within the
+                    # grace), so this wait is bounded either way.
+                    until = self._parked[0][0] if self._parked else math.inf
+                    await stop.wait_for(self._wake, until)
+                    self._wake = trio.Event()
+                    self._start_due()
+            # Closed: not even this frame may keep it.
+            self._nursery = None
+            del nursery
+        # A stop drops the parked fetchers: they hold no page, and their
+        # cursors are saved.
         self._parked.clear()
 
+    def _start_due(self) -> None:
+        """Start, in the open nursery, every parked fetcher that is due."""
+        assert self._nursery is not None
+        now = trio.current_time()
+        while self._parked and self._parked[0][0] <= now and not self._stop.is_set:
+            _, _, context, fetcher = heapq.heappop(self._parked)
+            self._running += 1
+            self._nursery.start_soon(
+                self._fetch,
+                fetcher,
+                context,
+                name=f"fetcher {context.account.name}/{context.endpoint}",
+            )
+
     async def _fetch(self, fetcher: Fetcher, context: FetcherContext) -> None:
-        parked: Parked | None = None
         try:
             parked = await fetcher(context)
         finally:
             self._running -= 1
-            if parked is None:
-                # Done for good: senders see this fetcher's ends close now.
-                with trio.CancelScope(shield=True):
-                    await context.outputs.aclose()
         if parked is not None:
-            self._turns += 1
-            heapq.heappush(
-                self._parked, (parked.until, self._turns, context, parked.resume)
-            )
+            self.park(parked.until, parked.resume, context)
         self._wake.set()
 
 

@@ -135,21 +135,46 @@ def _moved(corrupt: CorruptFile) -> str:
 
 
 class _Fetcher:
-    """What was said about one (account, endpoint)."""
+    """What was said about one (account, endpoint).
 
-    __slots__ = ("failures", "fields", "name", "state")
+    An MSP parent has one per child and endpoint, caught up or not, so it
+    keeps the least: the account and endpoint (shared with the fetcher), the
+    state said last, and a failure report once something failed.  The line's
+    name and fields are made when a line is written.
+    """
+
+    __slots__ = ("_failures", "account", "endpoint", "state")
 
     def __init__(self, account: AccountRef, endpoint: Endpoint) -> None:
+        self.account = account
+        self.endpoint = endpoint
+        self.state = ""
+        self._failures: FailureReport | None = None
+
+    @property
+    def name(self) -> str:
+        """The fetcher as a line names it."""
         # A child is named by id too: the id is what Duo's console shows.
+        account = self.account
         who = account.name
         if account.account_id is not None and account.account_id != account.name:
             who = f"{account.name} ({account.account_id})"
-        self.name = f"{who}/{endpoint}"
-        self.fields = {"account": account.name} | _fields(
-            endpoint=endpoint, account_id=account.account_id
+        return f"{who}/{self.endpoint}"
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The ``extra`` fields of its lines."""
+        account = self.account
+        return {"account": account.name} | _fields(
+            endpoint=self.endpoint, account_id=account.account_id
         )
-        self.state = ""
-        self.failures = FailureReport()
+
+    @property
+    def failures(self) -> FailureReport:
+        """The failing streak's report (made at the first failure)."""
+        if self._failures is None:
+            self._failures = FailureReport()
+        return self._failures
 
     def enter(self, state: str, level: int, message: str) -> None:
         """Say *message* if *state* is not the one said last."""
