@@ -192,7 +192,8 @@ def test_main_dispatches_to_the_parsed_command(monkeypatch: pytest.MonkeyPatch) 
     assert main(["config.yml"]) == 7
     assert [
         (Path("config.yml"), 2.0, Shard(1, 2), logging.DEBUG, "json"),
-        (Path("config.yml"), DEFAULT_GRACE, None, logging.INFO, "text"),
+        # No --log-level: the config's dls_settings.log_level decides.
+        (Path("config.yml"), DEFAULT_GRACE, None, None, "text"),
     ] == calls
 
 
@@ -324,10 +325,10 @@ class Lines:
 
         threading.Thread(target=pump, daemon=True).start()
 
-    def wait_for(self, text: str, timeout: float = 20) -> None:
-        """Return once a line containing *text* was written; fail at *timeout*."""
+    def wait_for(self, text: str, timeout: float = 20, *, count: int = 1) -> None:
+        """Return once *count* lines holding *text* were written; fail at *timeout*."""
         deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.seen):
+        while sum(text in line for line in self.seen) < count:
             line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             if line is None:
                 pytest.fail(f"exited before writing {text!r}: {self.seen}")

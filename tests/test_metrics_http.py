@@ -43,7 +43,7 @@ from trio_dls.siem.senders import SiemSender
 from trio_dls.supervisor import serve
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from trio_dls.config import Config
@@ -249,7 +249,20 @@ async def test_the_daemon_stops_at_start_when_its_metrics_port_is_taken(
         ):
             await run_daemon(config, shutdown_trigger=trio.sleep_forever)
 
-    assert f"127.0.0.1:{port}" in str(caught.value.exceptions[0])
+    # However deep the tree nests it, the one error names the port.
+    fatal = caught.value.split(FatalError)[0]
+    assert fatal is not None
+    leaves = list(_leaves(fatal))
+    assert len(leaves) == 1
+    assert f"127.0.0.1:{port}" in str(leaves[0])
+
+
+def _leaves(group: BaseExceptionGroup[FatalError]) -> Iterator[FatalError]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 # --------------------------------------------------------------------------

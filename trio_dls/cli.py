@@ -17,6 +17,8 @@ mistake they can fix:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import os
 import signal
@@ -163,8 +165,9 @@ def _add_log_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level",
         choices=list(LOG_LEVELS),
         type=str.lower,
-        default="info",
-        help="the least severe of trio-dls's own log lines written (default info)",
+        default=None,
+        help="the least severe of trio-dls's own log lines written (default: "
+        "dls_settings.log_level, info)",
     )
     parser.add_argument(
         "--log-format",
@@ -218,7 +221,7 @@ def _run_command(options: argparse.Namespace) -> int:
         grace=options.grace,
         shard=options.shard,
         stderr=sys.stderr,
-        log_level=LOG_LEVELS[options.log_level],
+        log_level=LOG_LEVELS[options.log_level] if options.log_level else None,
         log_format=logsetup.LogFormat(options.log_format),
     )
 
@@ -593,32 +596,26 @@ def run(
     grace: float,
     stderr: TextIO,
     shard: Shard | None = None,
-    log_level: int = logging.INFO,
+    log_level: int | None = None,
     log_format: logsetup.LogFormat = logsetup.LogFormat.TEXT,
 ) -> int:
     """Run the daemon for the config at *path* until it is told to stop.
 
     With a *shard*, an MSP parent's children are fetched only if it owns them.
-    The log is written at *log_level* and above, in *log_format*.
+    The log is written at *log_level* and above (None: the config's
+    ``dls_settings.log_level``), in *log_format*.  SIGHUP reads *path* again.
     """
     config = _load(path, stderr)
     if config is None:
         return EXIT_CONFIG
-    skey = config.account.skey.reveal() if config.account.skey else ""
-    for problem in logsetup.configure(
-        secrets=[skey, *proxy_secrets(config.dls_settings.proxy)],
-        log_file=Path(config.dls_settings.log_filepath),
-        stream=stderr,
-        level=log_level,
-        log_format=log_format,
-    ):
-        log.warning("%s", problem)
+    log_setup = _LogSetup(stderr=stderr, level=log_level, log_format=log_format)
+    log_setup.apply(config)
     for warning in warnings_for(config):
         log.warning("%s", warning)
     log.info("trio-dls %s reading %s", __version__, path)
     status = EXIT_OK
     try:
-        trio.run(_serve_until_signalled, config, grace, shard)
+        trio.run(_serve_until_signalled, path, config, grace, shard, log_setup)
     except* NewerCursorError as group:
         # Before FatalError, its base class: this one is the operator's to fix.
         for exc in _leaves(group):
@@ -637,6 +634,35 @@ def run(
     return status
 
 
+@attrs.define
+class _LogSetup:
+    """The log's setup, made again from each config a reload applies."""
+
+    stderr: TextIO
+    level: int | None
+    """``--log-level``; None: the config's."""
+    log_format: logsetup.LogFormat
+    _secrets: list[str] = attrs.Factory(list)
+
+    def apply(self, config: Config) -> None:
+        """Log as *config* says, hiding its secrets (and the last config's)."""
+        skey = config.account.skey.reveal() if config.account.skey else ""
+        secrets = [skey, *proxy_secrets(config.dls_settings.proxy)]
+        # The previous config's secrets too: its tree may still be stopping.
+        self._secrets = [s for s in (*secrets, *self._secrets) if s][: 2 * 3]
+        level = self.level
+        if level is None:
+            level = LOG_LEVELS[config.dls_settings.log_level.value]
+        for problem in logsetup.configure(
+            secrets=self._secrets,
+            log_file=Path(config.dls_settings.log_filepath),
+            stream=self.stderr,
+            level=level,
+            log_format=self.log_format,
+        ):
+            log.warning("%s", problem)
+
+
 def _leaves(group: BaseExceptionGroup[FatalError]) -> list[FatalError]:
     leaves: list[FatalError] = []
     for exc in group.exceptions:
@@ -648,19 +674,38 @@ def _leaves(group: BaseExceptionGroup[FatalError]) -> list[FatalError]:
 
 
 async def _serve_until_signalled(
-    config: Config, grace: float, shard: Shard | None
+    path: Path,
+    config: Config,
+    grace: float,
+    shard: Shard | None,
+    log_setup: _LogSetup,
 ) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    hangup = getattr(signal, "SIGHUP", None)  # not on Windows
+    wanted = [signal.SIGTERM, signal.SIGINT] + ([hangup] if hangup else [])
+    with trio.open_signal_receiver(*wanted) as signals:
+        stops: trio.MemorySendChannel[None]
+        reloads: trio.MemorySendChannel[None]
+        # Bounded: a burst of signals is one stop, or one reload, pending.
+        stops, stopped = trio.open_memory_channel[None](1)
+        reloads, reload_asked = trio.open_memory_channel[None](1)
 
-        async def next_signal() -> None:
+        async def dispatch() -> None:
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
-                return
+                channel = reloads if signum == hangup else stops
+                with contextlib.suppress(trio.WouldBlock):
+                    channel.send_nowait(None)
 
-        await run_daemon(
-            config,
-            shutdown_trigger=next_signal,
-            force_trigger=next_signal,
-            grace=grace,
-            shard=shard,
-        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(dispatch)
+            await run_daemon(
+                config,
+                shutdown_trigger=stopped.receive,
+                force_trigger=stopped.receive,
+                grace=grace,
+                shard=shard,
+                reload_trigger=reload_asked.receive,
+                load_config=functools.partial(load_config, path),
+                on_reloading=log_setup.apply,
+            )
+            nursery.cancel_scope.cancel()

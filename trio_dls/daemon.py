@@ -7,6 +7,7 @@ The CLI and the demo both run exactly this; tests plug fakes into
 from __future__ import annotations
 
 import functools
+import time
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from trio_dls.fetcher import Fetching, FetchSettings
 from trio_dls.observe import Counters, Fanout, LogObserver, Observer
 from trio_dls.observe.metrics import Metrics
 from trio_dls.observe.metrics_http import open_listeners, serve_metrics
+from trio_dls.reload import serve_reloading
 from trio_dls.service import Notifier, ServiceStatus, serve_notifying
 from trio_dls.siem.senders import SiemSender
 from trio_dls.supervisor import (
@@ -33,6 +35,8 @@ from trio_dls.supervisor import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from trio_dls.config import Config
     from trio_dls.duo.shards import Shard
 
@@ -65,17 +69,74 @@ async def run_daemon(
     force_trigger: Trigger | None = None,
     grace: float = DEFAULT_GRACE,
     shard: Shard | None = None,
+    reload_trigger: Trigger | None = None,
+    load_config: Callable[[], Config] | None = None,
+    on_reloading: Callable[[Config], object] | None = None,
     task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Fetch from Duo and send to the servers of *config* until triggered.
 
     With a *shard*, an MSP parent's children are fetched only if it owns them.
+    Each time *reload_trigger* returns, the config is read again with
+    *load_config* and, if valid and changed, applied (``trio_dls.reload``);
+    *on_reloading* is told of it first.
     """
+    # The service manager hears of the daemon as a whole: READY once, then
+    # RELOADING=1 and READY=1 around each reload.
+    status = ServiceStatus(endpoints=len(config.account.endpoints))
+    notifier = Notifier.from_environ()
+
+    def reloading(new: Config) -> None:
+        if on_reloading is not None:
+            on_reloading(new)
+        status.endpoints = len(new.account.endpoints)
+        notifier.send(
+            RELOADING="1",
+            MONOTONIC_USEC=str(time.monotonic_ns() // 1000),
+            STATUS="reloading the config",
+        )
+
+    def applied(_config: Config, _tree: AccountTree | None) -> None:
+        notifier.send(READY="1", STATUS=status.summary())
+
+    try:
+        await serve_notifying(
+            functools.partial(
+                serve_reloading,
+                config,
+                functools.partial(
+                    _run_generation, grace=grace, shard=shard, status=status
+                ),
+                force_trigger=force_trigger,
+                reload_trigger=reload_trigger,
+                load_config=load_config,
+                on_reloading=reloading,
+                on_applied=applied,
+            ),
+            shutdown_trigger=shutdown_trigger,
+            notifier=notifier,
+            status=status,
+            task_status=task_status,
+        )
+    finally:
+        notifier.close()
+
+
+async def _run_generation(
+    config: Config,
+    *,
+    shutdown_trigger: Trigger,
+    force_trigger: Trigger | None,
+    grace: float,
+    shard: Shard | None,
+    status: ServiceStatus,
+    task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the tree for *config*, every part built from it, until triggered."""
     checkpointing = config.dls_settings.checkpointing
     # One set of observers for the whole pipeline: the log, the totals, the
     # status line systemd shows, and the metrics when they are served
     # (dls_settings.metrics.listen).
-    status = ServiceStatus(endpoints=len(config.account.endpoints))
     observers: list[Observer] = [LogObserver(), Counters(), status]
     listen = config.dls_settings.metrics.listen
     metrics = Metrics.from_config(config) if listen else None
@@ -111,39 +172,29 @@ async def run_daemon(
     discovery = AccountDiscovery(
         api_for(AccountRef(config.account.ikey)), observer=observer, shard=shard
     )
-    # systemd's Type=notify (nothing is sent without $NOTIFY_SOCKET).
-    notifier = Notifier.from_environ()
-    try:
-        async with trio.open_nursery() as nursery:
-            if metrics is not None:
-                # Before the tree starts: a port in use is fatal at once.
-                listeners = await open_listeners(listen)
-                await nursery.start(serve_metrics, metrics, listeners)
-            await serve_notifying(
-                functools.partial(
-                    serve,
-                    config,
-                    force_trigger=force_trigger,
-                    grace=grace,
-                    fetcher=Fetching(
-                        api_for=api_for,
-                        store=store,
-                        settings=FetchSettings.from_config(config),
-                        host=config.account.api_host,
-                        observer=observer,
-                        admission=admission,
-                    ),
-                    sender=SiemSender(observer=observer),
-                    discover_accounts=discovery,
-                    refresh_accounts=discovery.refresh,
-                    observer=observer,
-                ),
-                shutdown_trigger=shutdown_trigger,
-                notifier=notifier,
-                status=status,
-                task_status=task_status,
-            )
-            # The metrics endpoint ends with the tree.
-            nursery.cancel_scope.cancel()
-    finally:
-        notifier.close()
+    async with trio.open_nursery() as nursery:
+        if metrics is not None:
+            # Before the tree starts: a port in use is fatal at once.
+            listeners = await open_listeners(listen)
+            await nursery.start(serve_metrics, metrics, listeners)
+        await serve(
+            config,
+            shutdown_trigger=shutdown_trigger,
+            force_trigger=force_trigger,
+            grace=grace,
+            fetcher=Fetching(
+                api_for=api_for,
+                store=store,
+                settings=FetchSettings.from_config(config),
+                host=config.account.api_host,
+                observer=observer,
+                admission=admission,
+            ),
+            sender=SiemSender(observer=observer),
+            discover_accounts=discovery,
+            refresh_accounts=discovery.refresh,
+            observer=observer,
+            task_status=task_status,
+        )
+        # The metrics endpoint ends with the tree.
+        nursery.cancel_scope.cancel()

@@ -292,3 +292,51 @@ def test_the_daemon_process_says_ready_then_stopping(tmp_path: Path) -> None:
         assert proc.stderr is not None
         proc.stderr.close()
         manager.close()
+
+
+def test_the_daemon_process_says_reloading_then_ready_on_sighup(
+    tmp_path: Path,
+) -> None:
+    """A reload applied: RELOADING=1 (with MONOTONIC_USEC), then READY=1 again."""
+    path = tmp_path / "notify"
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(path))
+    manager.settimeout(WAIT)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOTIFY_SOCKET": str(path)}
+    env.pop("WATCHDOG_USEC", None)
+    config = write_config(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trio_dls", "--grace", "5", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines = Lines(proc)
+    try:
+
+        def until(key: str) -> list[str]:
+            seen: list[str] = []
+            while not any(m.startswith(key) for m in seen):
+                seen.append(manager.recv(4096).decode())
+            return seen
+
+        until("READY=1")
+        write_config(tmp_path, endpoints="[auth, telephony]")
+        proc.send_signal(signal.SIGHUP)
+        reloading = until("RELOADING=1")[-1].splitlines()
+        assert any(line.startswith("MONOTONIC_USEC=") for line in reloading)
+        after = until("READY=1")
+        # The old tree's stop is a reload, not the service stopping.
+        assert not any(m.startswith("STOPPING=1") for m in after)
+        assert "STATUS=1 account, 2 fetchers" in after[-1]
+        proc.send_signal(signal.SIGTERM)
+        assert until("STOPPING=1")[-1].startswith("STOPPING=1")
+        assert proc.wait(timeout=WAIT) == 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=WAIT)
+        lines.rest()
+        assert proc.stderr is not None
+        proc.stderr.close()
+        manager.close()

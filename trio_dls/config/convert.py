@@ -36,6 +36,7 @@ from trio_dls.config.model import (
     DatagramSize,
     EndpointServerMapping,
     ListenAddress,
+    LogLevel,
     MspApiHost,
     NonEmptyStr,
     OffsetDays,
@@ -374,6 +375,7 @@ def make_converter() -> cattrs.Converter:
         (Framing, False),
         (OversizePolicy, False),
         (MspApiHost, False),
+        (LogLevel, False),
     ]
     for cls, upper in enums:
         converter.register_structure_hook(cls, _enum_hook(cls, upper=upper))

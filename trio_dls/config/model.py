@@ -45,6 +45,19 @@ class MspApiHost(enum.StrEnum):
     CHILD = "child"
 
 
+class LogLevel(enum.StrEnum):
+    """``dls_settings.log_level`` (an extension): the least severe line written.
+
+    ``--log-level`` on the command line overrides it; unlike the flag, it is
+    read again on SIGHUP.
+    """
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
 class Secret:
     """A value that must never be printed: repr and str show a mask."""
 
@@ -175,6 +188,7 @@ class DlsSettings:
 
     log_filepath: str = DEFAULT_LOG_FILEPATH
     log_format: LogFormat = LogFormat.JSON
+    log_level: LogLevel = LogLevel.INFO
     api: Api = Api()
     checkpointing: Checkpointing = Checkpointing()
     proxy: Proxy = Proxy()
