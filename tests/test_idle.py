@@ -10,6 +10,7 @@ collection), which are a count, not a timing.
 
 from __future__ import annotations
 
+import functools
 import gc
 import tracemalloc
 import weakref
@@ -32,11 +33,19 @@ from tests.test_fetching import (
 )
 from trio_dls.duo.discovery import AccountDiscovery
 from trio_dls.endpoints import Endpoint
-from trio_dls.fakeduo import DatasetSpec, FakeDuoApp, make_children
+from trio_dls.fakeduo import DatasetSpec, FakeDuoApp, Faults, make_children
 from trio_dls.fetcher import Fetching
 from trio_dls.observe import LogObserver
 from trio_dls.observe.events import CaughtUp, Event
-from trio_dls.supervisor import AccountRef, AccountTree, serve
+from trio_dls.supervisor import (
+    RUNNING_PER_PAGE,
+    AccountRef,
+    AccountTree,
+    Fetcher,
+    FetcherContext,
+    Parked,
+    serve,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -296,8 +305,12 @@ async def test_a_parked_child_is_removed_cleanly(
 async def idle_memory(tmp_path: Path, children: int) -> int:
     """Python memory (bytes) held by the tree once *children* children are parked.
 
-    The fake's own bookkeeping (it counts requests per child) is left out: it
-    is not the daemon's.
+    Counted: what trio-dls's code, trio's and attrs' generated methods
+    allocate, the daemon's own state and what trio keeps for its tasks.  Left
+    out: the fake's bookkeeping (it counts requests per child), and the
+    standard library's and pytest's one-off growth (the interpreter's table
+    of interned strings doubles now and then, 2 MB at once), which is no
+    child's.
     """
     app = make_app(EMPTY, children=make_children(children, seed=35))
     tree = tree_for(tmp_path / str(children), app)
@@ -313,9 +326,10 @@ async def idle_memory(tmp_path: Path, children: int) -> int:
         return client
 
     ignored = [
+        tracemalloc.Filter(inclusive=True, filename_pattern="*/trio_dls/*"),
+        tracemalloc.Filter(inclusive=True, filename_pattern="*/trio/*"),
+        tracemalloc.Filter(inclusive=True, filename_pattern="<attrs generated*"),
         tracemalloc.Filter(inclusive=False, filename_pattern="*/fakeduo/*"),
-        tracemalloc.Filter(inclusive=False, filename_pattern="*/duo_inprocess.py"),
-        tracemalloc.Filter(inclusive=False, filename_pattern=tracemalloc.__file__),
     ]
     gc.collect()
     before = tracemalloc.take_snapshot().filter_traces(ignored)
@@ -355,3 +369,85 @@ async def test_an_idle_child_costs_a_few_kb(
     # as a task.  16 KB leaves a third for other Python and attrs versions,
     # and fails as soon as one of those comes back.
     assert per_child <= 16_000
+
+
+@attrs.define
+class Running:
+    """A fetcher wrapper counting the fetchers running at once."""
+
+    inner: Fetching
+    now: int = 0
+    most: int = 0
+
+    async def __call__(self, context: FetcherContext) -> Parked | None:
+        """Run *context*'s fetcher (or its resumption), counted while it runs."""
+        return await self._counted(self.inner, context)
+
+    async def _counted(
+        self, fetcher: Fetcher, context: FetcherContext
+    ) -> Parked | None:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            parked = await fetcher(context)
+        finally:
+            self.now -= 1
+        if parked is None:
+            return None
+        # The resumption is counted too.
+        resume = parked.resume
+        return Parked(parked.until, functools.partial(self._counted, resume))
+
+
+async def test_fetchers_running_at_once_are_bounded_whatever_the_children(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Forty children x five endpoints with backlogs: 4 per page held run at once."""
+    del autojump_clock
+    app = make_app(SMALL, children=make_children(40, seed=36))
+    tree = tree_for(tmp_path, app)
+    bound = RUNNING_PER_PAGE * tree.daemon.config.dls_settings.api.max_pages_in_memory
+    running = Running(tree.daemon.fetching())
+    tree.fetcher = running  # type: ignore[assignment]
+    most_tasks = 0
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            await tree.start(nursery)
+            while tree.seen.count < 40 * len(ENDPOINTS):
+                most_tasks = max(most_tasks, count(task_names(), "fetcher "))
+                await trio.sleep(0.05)
+            tree.stop.set()
+
+    assert 40 * len(ENDPOINTS) > bound
+    assert running.most == bound  # the bound is reached, never passed
+    assert most_tasks <= bound
+    assert_exactly_once(
+        tree.daemon.recorder.records, held(app, ENDPOINTS, children_of(app))
+    )
+
+
+async def test_a_fetcher_waiting_for_its_pace_parks(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Under a limit of 2 requests a minute, a fetcher between requests is no task."""
+    del autojump_clock
+    spec = attrs.evolve(SMALL, counts={Endpoint.AUTH: 15_000})
+    app = make_app(spec, faults=Faults(rate_limit=2, rate_burst=1))
+    seen = CaughtUpCount()
+    tree = Tree(Daemon(app, config_for(tmp_path, [Endpoint.AUTH]), observer=seen), seen)
+    samples: list[int] = []
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            await tree.start(nursery)
+            # Once the pace is found (a few minutes), until caught up.
+            await trio.sleep(180)
+            while not tree.seen.count:
+                samples.append(count(task_names(), "fetcher "))
+                await trio.sleep(1)
+            tree.stop.set()
+
+    # A request every ~30 s takes well under a second: a task that slept
+    # through its pace would show in every sample.
+    assert len(samples) > 60
+    assert sum(samples) < 0.1 * len(samples)
+    assert_exactly_once(tree.daemon.recorder.records, held(app, [Endpoint.AUTH]))

@@ -145,6 +145,11 @@ CLOCK_SKEW_AGREED: Final = 5.0
 REFUSED_RETRY_FIRST: Final = 60.0
 REFUSED_RETRY_CAP: Final = 3600.0
 
+# A fetcher whose next request is further off than this parks until then (it
+# holds no task, no slot among the fetchers running); a shorter wait (the
+# pace while a backlog pages freely) is slept through.
+PARK_LONGER_THAN: Final = 1.0
+
 
 class _ClockWatch:
     """Whether this host's clock and Duo's disagree, told at every reading."""
@@ -263,6 +268,14 @@ class _Loop:
         poll = self.fetching.settings.poll_interval
         return Parked(trio.current_time() + max(0.0, poll), self)
 
+    def current(self, endpoint: Endpoint, clocks: _Clocks) -> Cursor:
+        """Where the next request starts: the saved cursor, or the first start."""
+        if self.cursor is not None:
+            return self.cursor
+        if self.first is not None:
+            return self.first
+        return self.fetching.first_start(endpoint, clocks)
+
     async def __call__(self, context: FetcherContext) -> Parked | None:
         """Fetch for *context* until caught up (parked) or told to stop (None)."""
         fetching, run = self.fetching, self.run
@@ -271,17 +284,21 @@ class _Loop:
         observer = fetching.observer
         while not context.stop.is_set:
             clocks = fetching.clocks()
-            if self.cursor is not None:
-                current = self.cursor
-            elif self.first is not None:
-                current = self.first
-            else:
-                current = fetching.first_start(endpoint, clocks)
             request = plan_request(
-                endpoint, current, clocks.now, limits, latest=clocks.latest
+                endpoint,
+                self.current(endpoint, clocks),
+                clocks.now,
+                limits,
+                latest=clocks.latest,
             )
             if request is None:
                 return self.park()
+            # A wait longer than a moment (the pace Duo allows, a backoff)
+            # is parked through, as the poll is: the fetcher holds no task
+            # and no running slot meanwhile (``trio_dls.supervisor``).
+            due = run.due()
+            if due - trio.current_time() > PARK_LONGER_THAN:
+                return Parked(due, self)
             # Every wait (the pace, a backoff, a place for the page) comes
             # before the ticket: a ticket is held from the request to the
             # page's acknowledgement only, so pages in memory stay bounded.
@@ -342,11 +359,14 @@ class _Run:
         context = self.context
         self.observer(CaughtUp(context.account, context.endpoint, self.sent))
 
+    def due(self) -> float:
+        """When the next request may go at the earliest (trio's clock)."""
+        return max(self.budget.next_request_at(), self.resume_at)
+
     async def admit(self) -> Ticket | None:
         """Wait until a request may go, then for its ticket; None if a stop came."""
         stop = self.context.stop
-        resume = max(self.budget.next_request_at(), self.resume_at)
-        if not await stop.sleep(resume - trio.current_time()):
+        if not await stop.sleep(self.due() - trio.current_time()):
             return None
         ticket = None
         with stop.cancels():

@@ -82,6 +82,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE: Final = 5.0  # seconds; below Docker's 10 s before SIGKILL
+# Fetchers running at once per page that may be held (api.max_pages_in_memory):
+# enough waiting for each ticket that none is ever idle for want of one.
+RUNNING_PER_PAGE: Final = 4
 
 
 class StopSignal:
@@ -264,6 +267,8 @@ class Routing:
     endpoints: Mapping[Endpoint, tuple[str, ...]] = attrs.field(hash=False)
     """The server ids of each mapped endpoint."""
     log_format: LogFormat
+    max_running: int | None = None
+    """The most fetchers running at once, all accounts together (None: no bound)."""
 
     @classmethod
     def from_config(cls, config: Config) -> Routing:
@@ -275,6 +280,7 @@ class Routing:
             servers=tuple(s for s in config.servers if s.id in mapped),
             endpoints=endpoints,
             log_format=config.dls_settings.log_format,
+            max_running=RUNNING_PER_PAGE * config.dls_settings.api.max_pages_in_memory,
         )
 
 
@@ -351,11 +357,15 @@ class AccountTree:
         stop: StopSignal,
         grace: float,
         observer: Observer | None = None,
+        max_running: int | None = None,
     ) -> None:
         """Run accounts in *nursery*, feeding *inputs* as *routing* says.
 
-        *observer* is told of each account added and removed.
+        *observer* is told of each account added and removed.  At most
+        *max_running* fetchers run at once, all accounts together (None: no
+        bound); the others wait as heap entries of their account.
         """
+        self._slots = trio.Semaphore(max_running) if max_running else None
         self._nursery = nursery
         self._routing = routing
         self._fetcher = fetcher
@@ -423,7 +433,7 @@ class AccountTree:
     ) -> None:
         try:
             with running.scope:
-                schedule = _Schedule(running.stop)
+                schedule = _Schedule(running.stop, self._slots)
                 for context in contexts:
                     schedule.park(trio.current_time(), self._fetcher, context)
                 await schedule.run()
@@ -451,9 +461,10 @@ class _Schedule:
     neither a nursery nor what its fetchers' tasks left behind in one.
     """
 
-    def __init__(self, stop: StopSignal) -> None:
-        """Schedule fetchers until *stop*."""
+    def __init__(self, stop: StopSignal, slots: trio.Semaphore | None = None) -> None:
+        """Schedule fetchers until *stop*, each holding one of *slots* as it runs."""
         self._stop = stop
+        self._slots = slots
         self._nursery: trio.Nursery | None = None
         self._running = 0
         self._parked: list[tuple[float, int, FetcherContext, Fetcher]] = []
@@ -473,7 +484,7 @@ class _Schedule:
         ):
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self._start_due()
+                await self._start_due()
                 while self._running and not stop.is_set:
                     # Until the earliest parked fetcher is due, or a running
                     # one parks or ends (each ends at the stop, within the
@@ -481,7 +492,7 @@ class _Schedule:
                     until = self._parked[0][0] if self._parked else math.inf
                     await stop.wait_for(self._wake, until)
                     self._wake = trio.Event()
-                    self._start_due()
+                    await self._start_due()
             # Closed: not even this frame may keep it.
             self._nursery = None
             del nursery
@@ -489,11 +500,20 @@ class _Schedule:
         # cursors are saved.
         self._parked.clear()
 
-    def _start_due(self) -> None:
-        """Start, in the open nursery, every parked fetcher that is due."""
+    async def _start_due(self) -> None:
+        """Start, in the open nursery, every parked fetcher that is due.
+
+        Each takes a slot first, waiting in line with every account's: the
+        wait is the account task's, so a fetcher waiting for a slot is a heap
+        entry, not a task.  It is bounded by the fetchers running, which all
+        give their slot back when they park (any wait longer than a moment
+        parks) or end.
+        """
         assert self._nursery is not None
-        now = trio.current_time()
-        while self._parked and self._parked[0][0] <= now and not self._stop.is_set:
+        stop = self._stop
+        while self._parked and self._parked[0][0] <= trio.current_time():
+            if stop.is_set or not await self._take_slot():
+                return
             _, _, context, fetcher = heapq.heappop(self._parked)
             self._running += 1
             self._nursery.start_soon(
@@ -503,11 +523,23 @@ class _Schedule:
                 name=f"fetcher {context.account.name}/{context.endpoint}",
             )
 
+    async def _take_slot(self) -> bool:
+        """Wait for a slot (at once without a bound); False if a stop came first."""
+        if self._slots is None:
+            return True
+        taken = False
+        with self._stop.cancels():
+            await self._slots.acquire()
+            taken = True
+        return taken  # noqa: RET504 - False when the stop cancelled the wait
+
     async def _fetch(self, fetcher: Fetcher, context: FetcherContext) -> None:
         try:
             parked = await fetcher(context)
         finally:
             self._running -= 1
+            if self._slots is not None:
+                self._slots.release()
         if parked is not None:
             self.park(parked.until, parked.resume, context)
         self._wake.set()
@@ -622,6 +654,7 @@ async def _run_tree(  # noqa: PLR0917 - a private step of serve
                 stop=stop,
                 grace=grace,
                 observer=observer,
+                max_running=routing.max_running,
             )
             for account in accounts:
                 living.add(account)
