@@ -16,7 +16,20 @@ from tests.fakeduo.fixtures import (
     window,
 )
 from trio_dls.endpoints import Endpoint
-from trio_dls.fakeduo import DropPoint, FakeDuo, Faults, serve_in_thread
+from trio_dls.fakeduo import (
+    DropPoint,
+    FakeDuo,
+    Faults,
+    RateScope,
+    RateShape,
+    serve_in_thread,
+)
+from trio_dls.fakeduo.faults import (
+    FixedWindowLimiter,
+    RateLimiter,
+    SlidingWindowLimiter,
+    make_limiter,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -151,3 +164,69 @@ def test_probabilities_outside_zero_to_one_are_refused() -> None:
     """A fault rate above 1 is a configuration error."""
     with pytest.raises(ValueError, match="error_rate"):
         Faults(error_rate=1.5)
+
+
+@pytest.mark.parametrize("shape", [RateShape.SLIDING_WINDOW, RateShape.FIXED_WINDOW])
+def test_window_limits_answer_429_42901_without_retry_after(
+    shape: RateShape, fake: FakeDuo, admin: duo_client.Admin
+) -> None:
+    """A window limit refuses as the token bucket does: 429 / 42901, no Retry-After."""
+    # One request per window, a window no boundary of which falls in the test
+    # (the fake runs on the real clock).
+    window = 1e10
+    fake.faults = Faults(rate_limit=60 / window, rate_shape=shape, rate_window=window)
+    admin.get_administrator_log()
+    with pytest.raises(RuntimeError) as caught:
+        admin.get_administrator_log()
+    response, _ = admin.api_call(
+        "GET", "/admin/v1/logs/administrator", {"mintime": "0"}
+    )
+    assert status_and_code(caught.value) == (429, 42901)
+    assert (response.status, response.getheader("Retry-After")) == (429, None)
+
+
+def served_at(
+    limiter: SlidingWindowLimiter | FixedWindowLimiter, times: list[float]
+) -> list[float]:
+    """The times, of *times*, at which *limiter* served one key's request."""
+    return [t for t in times if limiter.allow("key", t)]
+
+
+def test_a_sliding_window_counts_the_served_requests_of_the_last_w_seconds() -> None:
+    """Three per minute: a fourth waits until the first left the last minute."""
+    limiter = SlidingWindowLimiter(3, window=60)
+    times = [0.0, 1.0, 2.0, 3.0, 59.9, 60.0, 60.5, 61.0, 62.0]
+    # A refused request (3.0, 59.9, 60.5) counts nothing.
+    assert served_at(limiter, times) == [0.0, 1.0, 2.0, 60.0, 61.0, 62.0]
+    assert not limiter.allow("key", 119.9)
+    assert limiter.allow("other", 119.9)  # each key its own window
+
+
+def test_a_fixed_window_resets_on_aligned_boundaries() -> None:
+    """Three per aligned minute: six in a row across a boundary, then none."""
+    limiter = FixedWindowLimiter(3, window=60)
+    times = [57.0, 58.0, 59.0, 59.5, 60.0, 60.1, 60.2, 60.3, 119.9, 120.0]
+    assert served_at(limiter, times) == [57.0, 58.0, 59.0, 60.0, 60.1, 60.2, 120.0]
+
+
+def test_make_limiter_builds_the_shape_asked_for() -> None:
+    """Each shape, whatever the scope; a window must hold a whole number."""
+    assert make_limiter(Faults()) is None
+    assert isinstance(make_limiter(Faults(rate_limit=2)), RateLimiter)
+    sliding = make_limiter(
+        Faults(
+            rate_limit=2,
+            rate_shape=RateShape.SLIDING_WINDOW,
+            rate_window=180,
+            rate_scope=RateScope.ENDPOINT,
+        )
+    )
+    assert isinstance(sliding, SlidingWindowLimiter)
+    assert sliding.allowed == 6
+    fixed = make_limiter(Faults(rate_limit=2, rate_shape=RateShape.FIXED_WINDOW))
+    assert isinstance(fixed, FixedWindowLimiter)
+    assert fixed.allowed == 2
+    with pytest.raises(ValueError, match="whole number"):
+        make_limiter(
+            Faults(rate_limit=2, rate_shape=RateShape.FIXED_WINDOW, rate_window=45)
+        )

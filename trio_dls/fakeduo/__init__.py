@@ -41,7 +41,7 @@ from trio_dls.fakeduo.data import (
     record_key,
 )
 from trio_dls.fakeduo.envelope import DuoError
-from trio_dls.fakeduo.faults import DropPoint, Faults, RateScope
+from trio_dls.fakeduo.faults import DropPoint, Faults, RateScope, RateShape
 from trio_dls.fakeduo.logs import PATHS, LogRules, answer_log_query
 from trio_dls.fakeduo.server import FakeDuo, serve_in_thread
 from trio_dls.fakeduo.signing import Credentials, SignedRequest, sign, verify_request
@@ -63,6 +63,7 @@ __all__ = [
     "LogRules",
     "Plan",
     "RateScope",
+    "RateShape",
     "SignedRequest",
     "Stats",
     "account_id_for",

@@ -36,7 +36,13 @@ from trio_dls.fakeduo.data import (
     account_id_for,
 )
 from trio_dls.fakeduo.envelope import DuoError
-from trio_dls.fakeduo.faults import DropPoint, FaultDice, Faults, Outcome, RateLimiter
+from trio_dls.fakeduo.faults import (
+    DropPoint,
+    FaultDice,
+    Faults,
+    Outcome,
+    make_limiter,
+)
 from trio_dls.fakeduo.logs import (
     ADMIN_PAGE,
     LogRules,
@@ -186,11 +192,7 @@ class FakeDuoApp:
 
     def _apply_faults(self, faults: Faults) -> None:
         self._dice = FaultDice(faults)
-        self._limiter = (
-            RateLimiter(faults.rate_limit, faults.rate_burst)
-            if faults.rate_limit is not None
-            else None
-        )
+        self._limiter = make_limiter(faults)
 
     def held_records(
         self, endpoint: Endpoint, account_id: str | None = None

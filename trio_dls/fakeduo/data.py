@@ -90,6 +90,12 @@ def _freeze_counts(counts: Mapping[Endpoint, int]) -> Mapping[Endpoint, int]:
     return MappingProxyType({Endpoint(k): int(v) for k, v in counts.items()})
 
 
+def _freeze_account_counts(
+    counts: Mapping[str, Mapping[Endpoint, int]],
+) -> Mapping[str, Mapping[Endpoint, int]]:
+    return MappingProxyType({str(k): _freeze_counts(v) for k, v in counts.items()})
+
+
 @attrs.frozen
 class DatasetSpec:
     """How to generate one account's records.
@@ -98,6 +104,8 @@ class DatasetSpec:
     none), spread over ``span`` seconds ending ``end_before`` seconds before
     the time the server starts, or ending at ``end`` (epoch seconds) when that
     is given. ``admin_burst`` extra administrator-log events share one second.
+    ``account_counts`` gives some accounts their own ``counts`` (an MSP
+    parent's children are seldom alike: some big, some empty).
     ``live`` adds ``live_per_bucket`` records per endpoint for every complete
     ``live_bucket`` seconds after the base records end.
     """
@@ -105,6 +113,9 @@ class DatasetSpec:
     seed: int = 0
     counts: Mapping[Endpoint, int] = attrs.field(
         default=_DEFAULT_COUNTS, converter=_freeze_counts, eq=False
+    )
+    account_counts: Mapping[str, Mapping[Endpoint, int]] = attrs.field(
+        factory=dict, converter=_freeze_account_counts, eq=False
     )
     span: float = 2 * _DAY
     end_before: float = 600.0
@@ -475,7 +486,7 @@ def generate_records(
     end_us = int((spec.end if spec.end is not None else end) * 1_000_000)
     span_us = int(spec.span * 1_000_000)
     rng = _rng(spec, account_id, endpoint)
-    count = spec.counts.get(endpoint, 0)
+    count = spec.account_counts.get(account_id, spec.counts).get(endpoint, 0)
     times = _base_times(rng, count, end_us - span_us, span_us, hard=spec.hard_cases)
     if endpoint is Endpoint.ADMINACTION and spec.admin_burst:
         # A burst of more events in one second than one v1 page can carry.

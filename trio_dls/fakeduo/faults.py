@@ -1,19 +1,30 @@
 """Misbehaviour on demand: rate limits, 5xx answers, delays, drops, bad JSON.
 
 This module owns the description of the faults (``Faults``, a frozen value a
-test swaps while the server runs), the token buckets behind Duo's 429 (per
-ikey, account and endpoint, or shared more widely: ``RateScope``), and the
-seeded dice that decide which request misbehaves. It is pure: the time is
-passed in, and the randomness comes from a ``random.Random`` seeded from
-``Faults.seed`` so a run can be replayed.
+test swaps while the server runs), the limiters behind Duo's 429 (per ikey,
+account and endpoint, or shared more widely: ``RateScope``), and the seeded
+dice that decide which request misbehaves. It is pure: the time is passed in,
+and the randomness comes from a ``random.Random`` seeded from ``Faults.seed``
+so a run can be replayed.
+
+Duo publishes neither its limits nor how it counts, so the fake counts in
+any of three ways (``RateShape``): a token bucket (a steady rate with a
+burst), a sliding window (at most N requests served in the last W seconds)
+and a fixed window (at most N in each W seconds aligned on the epoch, so a
+client may get 2N across a boundary). Only served requests count: a refused
+one spends nothing, which is the kinder reading for a client and the one
+that lets a limit be found at all by probing. Every shape answers the same
+429 with no ``Retry-After``; each keeps at most N times per key (a window's)
+or two numbers (a bucket's), and one entry per key in use.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
@@ -25,7 +36,19 @@ if TYPE_CHECKING:
 
 _HALF = 0.5
 
-__all__ = ["DropPoint", "FaultDice", "Faults", "Outcome", "RateLimiter", "RateScope"]
+__all__ = [
+    "DropPoint",
+    "FaultDice",
+    "Faults",
+    "FixedWindowLimiter",
+    "Limiter",
+    "Outcome",
+    "RateLimiter",
+    "RateScope",
+    "RateShape",
+    "SlidingWindowLimiter",
+    "make_limiter",
+]
 
 
 class RateScope(enum.Enum):
@@ -46,6 +69,17 @@ class RateScope(enum.Enum):
         if self is RateScope.INTEGRATION:
             return (ikey,)
         return (ikey, account, endpoint)
+
+
+class RateShape(enum.Enum):
+    """How one rate limit counts requests over time: Duo does not say."""
+
+    #: A bucket of ``rate_burst`` tokens refilled at ``rate_limit`` a minute.
+    TOKEN_BUCKET = "token_bucket"  # noqa: S105 - a name, not a password
+    #: At most N served in any ``rate_window`` seconds (the last W, counted).
+    SLIDING_WINDOW = "sliding_window"
+    #: At most N served in each ``rate_window`` seconds aligned on the epoch.
+    FIXED_WINDOW = "fixed_window"
 
 
 class DropPoint(enum.Enum):
@@ -70,6 +104,9 @@ class Faults:
       endpoint), a token bucket holding ``rate_burst`` tokens (default: the
       rate, at least 1); beyond it Duo's 429 / 42901 with no ``Retry-After``.
       ``rate_scope`` says what one bucket counts instead (``RateScope``).
+      ``rate_shape`` counts in windows of ``rate_window`` seconds instead
+      (``RateShape``): ``rate_limit * rate_window / 60`` requests each, a
+      whole number.
     - ``error_rate``: probability of a 500 (Duo envelope) or a 503 (a bare
       text body, as a load balancer gives), half and half.
     - ``delay``: seconds to wait before answering.
@@ -83,6 +120,8 @@ class Faults:
     rate_limit: float | None = None
     rate_burst: int | None = None
     rate_scope: RateScope = RateScope.ACCOUNT_ENDPOINT
+    rate_shape: RateShape = RateShape.TOKEN_BUCKET
+    rate_window: float = 60.0
     error_rate: float = attrs.field(default=0.0, validator=_probability)
     delay: float = 0.0
     drop_rate: float = attrs.field(default=0.0, validator=_probability)
@@ -94,6 +133,14 @@ class Faults:
     def applies_to(self, endpoint: Endpoint | None) -> bool:
         """Whether the random faults and the delay apply to ``endpoint``."""
         return self.endpoints is None or endpoint in self.endpoints
+
+
+class Limiter(Protocol):
+    """Whether one more request of a key is served now: a limit's shape."""
+
+    def allow(self, key: Hashable, now: float) -> bool:
+        """Count a request of ``key`` at time ``now``; False if refused."""
+        ...
 
 
 class RateLimiter:
@@ -118,6 +165,74 @@ class RateLimiter:
             return True
         self._buckets[key] = (tokens, now)
         return False
+
+
+def _per_window(per_minute: float, window: float) -> int:
+    """The requests one window of *window* seconds holds at *per_minute*."""
+    if per_minute <= 0 or window <= 0:
+        raise ValueError("the rate and the window must be positive")
+    allowed = per_minute * window / 60.0
+    if allowed < 1 or not math.isclose(allowed, round(allowed)):
+        msg = f"{per_minute:g} a minute is not a whole number per {window:g} s"
+        raise ValueError(msg)
+    return round(allowed)
+
+
+class SlidingWindowLimiter:
+    """At most ``allowed`` requests per key served in the last ``window`` s."""
+
+    def __init__(self, per_minute: float, window: float = 60.0) -> None:
+        """Allow ``per_minute * window / 60`` requests in any ``window`` s."""
+        self.allowed = _per_window(per_minute, window)
+        self.window = window
+        # Per key, the times of the requests served within the window: never
+        # more than ``allowed`` of them.
+        self._served: dict[Hashable, collections.deque[float]] = {}
+
+    def allow(self, key: Hashable, now: float) -> bool:
+        """Count a request of ``key`` at ``now``; False if the window is full."""
+        served = self._served.setdefault(key, collections.deque())
+        while served and served[0] <= now - self.window:
+            served.popleft()
+        if len(served) >= self.allowed:
+            return False
+        served.append(now)
+        return True
+
+
+class FixedWindowLimiter:
+    """At most ``allowed`` requests per key in each aligned ``window`` s."""
+
+    def __init__(self, per_minute: float, window: float = 60.0) -> None:
+        """Allow ``per_minute * window / 60`` requests in each window."""
+        self.allowed = _per_window(per_minute, window)
+        self.window = window
+        self._counts: dict[Hashable, tuple[int, int]] = {}  # (window number, served)
+
+    def allow(self, key: Hashable, now: float) -> bool:
+        """Count a request of ``key`` at ``now``; False if its window is full."""
+        number = math.floor(now / self.window)
+        current, served = self._counts.get(key, (number, 0))
+        if current != number:
+            served = 0
+        if served >= self.allowed:
+            self._counts[key] = (number, served)
+            return False
+        self._counts[key] = (number, served + 1)
+        return True
+
+
+def make_limiter(faults: Faults) -> Limiter | None:
+    """The limiter ``faults`` describes, or None when there is no rate limit."""
+    if faults.rate_limit is None:
+        return None
+    match faults.rate_shape:
+        case RateShape.TOKEN_BUCKET:
+            return RateLimiter(faults.rate_limit, faults.rate_burst)
+        case RateShape.SLIDING_WINDOW:
+            return SlidingWindowLimiter(faults.rate_limit, faults.rate_window)
+        case RateShape.FIXED_WINDOW:
+            return FixedWindowLimiter(faults.rate_limit, faults.rate_window)
 
 
 class Outcome(enum.Enum):
