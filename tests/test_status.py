@@ -389,6 +389,63 @@ def test_an_invalid_config_exits_2(tmp_path: Path) -> None:
     assert SKEY not in err
 
 
+def skey_elsewhere(tmp_path: Path, source: str, now: float) -> Path:
+    """Write a config with a fresh cursor, its skey line replaced by *source*."""
+    path = write_config(tmp_path, "[auth]")
+    path.write_text(path.read_text().replace(f"skey: {SKEY}", source))
+    state = tmp_path / "state"
+    save(state, Endpoint.AUTH, at(now - 300), saved_at=now - 30)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("source", "reported"),
+    [
+        ("skey_file: skey", "account.skey_file: cannot read"),
+        ("skey_file: /nonexistent/skey", "account.skey_file: no such file"),
+        ("skey_env: TRIO_DLS_TEST_SKEY", "account.skey_env: the environment variable"),
+    ],
+    ids=["unreadable file", "missing file", "unset variable"],
+)
+def test_status_needs_no_skey_but_check_and_run_still_do(
+    source: str,
+    reported: str,
+    tmp_path: Path,
+    now: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator who may not read the skey gets the status; check and run refuse.
+
+    The skey file is made unreadable by refusing ``os.access`` for it (these
+    tests may run as root, who reads anything) and by making reading it fail.
+    """
+    monkeypatch.delenv("TRIO_DLS_TEST_SKEY", raising=False)
+    secret = tmp_path / "skey"
+    secret.write_text(SKEY)
+    access, read_text = os.access, type(secret).read_text
+
+    def no_access(path: Any, mode: int, **kwargs: Any) -> bool:
+        return str(path) != str(secret) and access(path, mode, **kwargs)
+
+    def no_reading(self: Path, *args: Any, **kwargs: Any) -> str:
+        if str(self) == str(secret):
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", no_access)
+    monkeypatch.setattr(type(secret), "read_text", no_reading)
+    path = skey_elsewhere(tmp_path, source, now)
+
+    code, out, err = run_cli("status", str(path))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1].startswith("OK: 1 cursor fresh")
+    for command in ("check", "run"):
+        code, out, err = run_cli(command, str(path))
+        assert (code, out) == (2, ""), command
+        assert reported in err, command
+        assert SKEY not in err
+
+
 def test_disabled_checkpointing_exits_2(tmp_path: Path) -> None:
     """With checkpointing disabled there is nothing to check: exit 2, saying why."""
     path = tmp_path / "config.yml"

@@ -282,7 +282,9 @@ def _seconds(text: str) -> float:
 
 
 def _status_command(options: argparse.Namespace) -> int:
-    config = _load(options.config, sys.stderr)
+    # Status reads cursors only: an operator who may not read the skey (its
+    # file is the daemon's, its variable is in the daemon's unit) can run it.
+    config = _load(options.config, sys.stderr, secrets=False)
     if config is None:
         return EXIT_CONFIG
     return status.run_status(
@@ -479,9 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return parse(sys.argv[1:] if argv is None else argv)()
 
 
-def _load(path: Path, stderr: TextIO) -> Config | None:
+def _load(path: Path, stderr: TextIO, *, secrets: bool = True) -> Config | None:
     try:
-        return load_config(path)
+        return load_config(path, secrets=secrets)
     except ConfigError as exc:
         print(exc.render(), file=stderr)
         count = len(exc.problems)

@@ -4,7 +4,10 @@ Theory of operation
 -------------------
 Status is a reader of the cursor store (``trio_dls.checkpoints``), offline: it calls
 no Duo API and talks to no daemon, so it works the same whether the daemon runs,
-has stopped or never started, and can serve as a cron or Nagios check.
+has stopped or never started, and can serve as a cron or Nagios check.  It needs
+no secret either: the command loads the config without secrets
+(``load_config(path, secrets=False)``), so an operator who may not read the skey
+can run it, and the config it holds could sign nothing.
 
 It must never disturb a running daemon.  So it only reads: it creates no directory,
 writes no file, renames nothing (a corrupt file is reported, not set aside: that is

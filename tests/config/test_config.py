@@ -24,6 +24,7 @@ from trio_dls.config import (
     Problem,
     ProblemKind,
     Protocol,
+    SecretNotLoadedError,
     TcpSettings,
     TlsSettings,
     UdpSettings,
@@ -435,6 +436,57 @@ def test_skey_is_masked_in_the_model(env: Environment) -> None:
     config = load_config_text(BASE, "c.yml", env)
     assert SKEY not in repr(config)
     assert SKEY not in str(config.account)
+
+
+# Without secrets: for commands that sign nothing (status).
+
+SKEY_SOURCES = {
+    "inline": f"skey: {SKEY}",
+    "a missing file": "skey_file: /nonexistent/skey",
+    "an unset variable": "skey_env: DUO_SKEY",
+}
+
+
+@pytest.mark.parametrize("source", SKEY_SOURCES.values(), ids=SKEY_SOURCES.keys())
+def test_without_secrets_the_skey_is_neither_read_nor_usable(
+    source: str, env: Environment
+) -> None:
+    """``secrets=False`` loads the config whatever the skey's source says.
+
+    The skey is a placeholder that prints as a mask and refuses to be
+    revealed, so the config can sign nothing; the rest is loaded as usual.
+    """
+    config = load_config_text(
+        edit(f"skey: {SKEY}", source), "c.yml", env, secrets=False
+    )
+    skey = config.account.skey
+    assert skey is not None
+    with pytest.raises(SecretNotLoadedError, match="not loaded") as caught:
+        skey.reveal()
+    assert SKEY not in str(caught.value)
+    assert SKEY not in repr(config)
+    assert "not loaded" in repr(skey)
+    assert config.account.endpoints == (Endpoint.AUTH, Endpoint.ADMINACTION)
+    assert skey != load_config_text(BASE, "c.yml", env).account.skey
+
+
+def test_without_secrets_other_problems_are_still_reported(env: Environment) -> None:
+    """Skipping the skey's file skips nothing else, nor where the skey comes from."""
+    text = edit(f"  skey: {SKEY}\n", "  skey_file: a\n  skey_env: B\n").replace(
+        "port: 9000", "port: 'abc'"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "config.yml", env, secrets=False)
+    paths = {problem.path for problem in info.value.problems}
+    assert ("account", "skey_env") in paths  # only one of them, please
+    assert any(path[-1] == "port" for path in paths)
+
+
+def test_with_secrets_a_missing_skey_file_is_still_reported(env: Environment) -> None:
+    """The default loads secrets and reports where the skey cannot be read."""
+    text = edit(f"skey: {SKEY}", "skey_file: /nonexistent/skey")
+    with pytest.raises(ConfigError, match="no such file: /nonexistent/skey"):
+        load_config_text(text, "c.yml", env)
 
 
 # YAML 1.2 traps: the obvious value, or a clear error; never a silent wrong one.

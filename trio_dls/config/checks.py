@@ -140,33 +140,13 @@ def _check_mappings(data: object) -> Iterator[Problem]:
             )
 
 
-def _check_account(data: object, env: Environment) -> Iterator[Problem]:
+def _check_account(
+    data: object, env: Environment, *, secrets: bool
+) -> Iterator[Problem]:
     account = value_at(data, "account")
     if not isinstance(account, dict):
         return
-    given = [k for k in ("skey", "skey_file", "skey_env") if k in account]
-    if not given:
-        yield Problem(
-            ProblemKind.MISSING,
-            ("account",),
-            expected=("skey", "skey_file", "skey_env"),
-        )
-    elif len(given) > 1:
-        yield _problem(
-            ("account", given[1]),
-            f"give only one of skey, skey_file and skey_env (found {', '.join(given)})",
-        )
-    elif given == ["skey_file"] and isinstance(account["skey_file"], str):
-        why = _readable_file(env, account["skey_file"])
-        if why:
-            yield _problem(("account", "skey_file"), why)
-    elif given == ["skey_env"] and isinstance(account["skey_env"], str):
-        name = account["skey_env"]
-        if not env.environ.get(name, "").strip():
-            yield _problem(
-                ("account", "skey_env"),
-                f"the environment variable {name} is not set or empty",
-            )
+    yield from _check_skey_source(account, env, secrets=secrets)
     ca_certs = account.get("ca_certs")
     if isinstance(ca_certs, str) and ca_certs.strip():
         why = _readable_file(env, ca_certs.strip())
@@ -179,6 +159,36 @@ def _check_account(data: object, env: Environment) -> Iterator[Problem]:
             yield _problem(
                 ("account", "hostname"),
                 f"expected host or host:port (port 1 to 65535), got {hostname!r}",
+            )
+
+
+def _check_skey_source(
+    account: dict[str, object], env: Environment, *, secrets: bool
+) -> Iterator[Problem]:
+    given = [k for k in ("skey", "skey_file", "skey_env") if k in account]
+    if not given:
+        yield Problem(
+            ProblemKind.MISSING,
+            ("account",),
+            expected=("skey", "skey_file", "skey_env"),
+        )
+    elif len(given) > 1:
+        yield _problem(
+            ("account", given[1]),
+            f"give only one of skey, skey_file and skey_env (found {', '.join(given)})",
+        )
+    elif not secrets:
+        pass  # where the skey comes from need not be readable: it is not read
+    elif given == ["skey_file"] and isinstance(account["skey_file"], str):
+        why = _readable_file(env, account["skey_file"])
+        if why:
+            yield _problem(("account", "skey_file"), why)
+    elif given == ["skey_env"] and isinstance(account["skey_env"], str):
+        name = account["skey_env"]
+        if not env.environ.get(name, "").strip():
+            yield _problem(
+                ("account", "skey_env"),
+                f"the environment variable {name} is not set or empty",
             )
 
 
@@ -265,12 +275,18 @@ def _check_bounds(data: object) -> Iterator[Problem]:
         )
 
 
-def cross_check(data: object, env: Environment) -> list[Problem]:
-    """Check what types cannot: references, duplicates, files, environment."""
+def cross_check(
+    data: object, env: Environment, *, secrets: bool = True
+) -> list[Problem]:
+    """Check what types cannot: references, duplicates, files, environment.
+
+    Without *secrets*, the skey's file or variable is not looked at (the
+    config must still say where the skey comes from, once).
+    """
     return [
         *_check_servers(data, env),
         *_check_mappings(data),
-        *_check_account(data, env),
+        *_check_account(data, env, secrets=secrets),
         *_check_proxy(data),
         *_check_directories(data, env),
         *_check_bounds(data),

@@ -5,7 +5,9 @@ user id the loader may look at, injected so that tests never see the
 process's), the default state directory, and ``resolve``: relative paths
 anchored at the config file's directory, the skey read from ``skey_file`` or
 ``skey_env``.  ``resolve`` assumes the cross-checks passed: the files it reads
-exist and the variables it reads are set.
+exist and the variables it reads are set.  Without secrets (``secrets=False``,
+for commands that sign nothing) it reads no skey at all, from wherever it
+comes, and puts an ``UnloadedSecret`` in its place.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from trio_dls.config.model import (
     Secret,
     Server,
     TlsSettings,
+    UnloadedSecret,
 )
 
 
@@ -67,10 +70,16 @@ def default_state_directory(environ: Mapping[str, str], euid: int) -> Path:
     return Path(xdg) / STATE_DIRECTORY_NAME
 
 
-def resolve(config: Config, env: Environment) -> Config:
-    """Fill in what the file leaves to the environment: paths, the skey."""
+def resolve(config: Config, env: Environment, *, secrets: bool = True) -> Config:
+    """Fill in what the file leaves to the environment: paths, the skey.
+
+    Without *secrets* the skey is not read, not even one written in the file:
+    an ``UnloadedSecret`` takes its place, which can sign nothing.
+    """
     account = config.account
-    if account.skey_file is not None:
+    if not secrets:
+        account = attrs.evolve(account, skey=UnloadedSecret())
+    elif account.skey_file is not None:
         text = env.path(account.skey_file).read_text(encoding="utf-8")
         account = attrs.evolve(account, skey=Secret(text.strip()))
     elif account.skey_env is not None:

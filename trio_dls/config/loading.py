@@ -5,9 +5,11 @@ text (keeping the line of every key), hands the plain data to ``convert`` and
 ``checks``, places each Problem on its line, says "has no value" instead of
 "is missing" where a key is present with nothing after it, masks the skey,
 drops the echoes of a typo, and on success hands the Config to
-``environment.resolve``.  ``load_config`` is the only function here that
-touches the file system itself; the rest work on strings and an injected
-``Environment``.
+``environment.resolve``.  ``secrets=False`` (for ``status``, which reads only
+cursors) skips the skey's file and variable in both the checks and the
+resolution: the Config then holds an ``UnloadedSecret``, which cannot sign.
+``load_config`` is the only function here that touches the file system itself;
+the rest work on strings and an injected ``Environment``.
 """
 
 from __future__ import annotations
@@ -123,8 +125,13 @@ def warnings_for(config: Config) -> list[str]:
     return found
 
 
-def load_config_text(text: str, filename: str, env: Environment) -> Config:
-    """Load a config from *text*; raise ``ConfigError`` listing every mistake."""
+def load_config_text(
+    text: str, filename: str, env: Environment, *, secrets: bool = True
+) -> Config:
+    """Load a config from *text*; raise ``ConfigError`` listing every mistake.
+
+    Without *secrets*, the skey is neither checked nor read (see ``resolve``).
+    """
     try:
         tree = parse_yaml(text)
     except ConfigError as exc:
@@ -146,15 +153,15 @@ def load_config_text(text: str, filename: str, env: Environment) -> Config:
         raise ConfigError(filename, [old])
     data = _plain(tree)
     config, problems = structure(data)
-    problems += cross_check(data, env)
+    problems += cross_check(data, env, secrets=secrets)
     if problems or config is None:
-        secrets = _raw_secrets(data)
+        hidden = _raw_secrets(data)
         located = []
         for problem in problems:
             placed = attrs.evolve(problem, line=_locate(tree, problem.path))
-            located.append(_mask(_name_empty_key(tree, placed), secrets))
+            located.append(_mask(_name_empty_key(tree, placed), hidden))
         raise ConfigError(filename, _dedupe(_drop_typo_echoes(located)))
-    return resolve(config, env)
+    return resolve(config, env, secrets=secrets)
 
 
 def _name_empty_key(tree: object, problem: Problem) -> Problem:
@@ -233,10 +240,14 @@ def _unusable_file(name: str, detail: str) -> ConfigError:
     return ConfigError(name, [Problem(ProblemKind.FILE, (), detail=detail)])
 
 
-def load_config(path: Path, env: Environment | None = None) -> Config:
+def load_config(
+    path: Path, env: Environment | None = None, *, secrets: bool = True
+) -> Config:
     """Read and load the config file at *path*.
 
-    Raise ``ConfigError`` for a missing, unreadable or invalid file.
+    Raise ``ConfigError`` for a missing, unreadable or invalid file.  Without
+    *secrets* the skey is not read (nor its file or variable checked): for
+    commands that sign nothing.
     """
     name = str(path)
     if path.is_dir():
@@ -255,4 +266,6 @@ def load_config(path: Path, env: Environment | None = None) -> Config:
         raise _unusable_file(
             name, f"not UTF-8 text (at byte offset {exc.start})"
         ) from None
-    return load_config_text(text, name, env or Environment.of_process(path))
+    return load_config_text(
+        text, name, env or Environment.of_process(path), secrets=secrets
+    )

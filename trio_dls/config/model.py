@@ -86,6 +86,45 @@ class Secret:
         return hash(self._value)
 
 
+class SecretNotLoadedError(RuntimeError):
+    """A secret the loader was told not to read was asked for."""
+
+
+class UnloadedSecret(Secret):
+    """The skey of a config loaded without secrets (``secrets=False``).
+
+    It stands where the skey would be, so the config is whole, but it holds
+    nothing: ``reveal`` raises, so it can never sign a request, and it prints
+    as a mask like any secret.  Only commands that use no secret (status)
+    load a config this way.
+    """
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        """Hold nothing."""
+        super().__init__("")
+
+    def reveal(self) -> str:
+        """Refuse: this secret was never read."""
+        msg = "the skey was not loaded (the config was loaded without secrets)"
+        raise SecretNotLoadedError(msg)
+
+    def __repr__(self) -> str:
+        """Say it was not loaded; nothing else is known."""
+        return "Secret(<not loaded>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        """Equal only to another unloaded secret, never to a real one."""
+        return isinstance(other, UnloadedSecret)
+
+    def __hash__(self) -> int:
+        """One hash for every unloaded secret."""
+        return hash(UnloadedSecret)
+
+
 # Scalars with a meaning beyond their Python type; each has a strict hook.
 NonEmptyStr = NewType("NonEmptyStr", str)
 Port = NewType("Port", int)
