@@ -333,18 +333,31 @@ def account_key(account: AccountRef) -> str | None:
 
 @attrs.define(eq=False)
 class _Running:
-    """One account in the tree: its scope, its stop signal, its end."""
+    """One account in the tree: its fetchers' schedule, its stop signal, its end.
+
+    ``active`` while its task runs (or is about to); otherwise it is parked in
+    the tree's heap, as data.  ``scope`` is the running task's.
+    """
 
     account: AccountRef
-    scope: trio.CancelScope
     stop: StopSignal
+    schedule: _Schedule
+    scope: trio.CancelScope | None = None
+    active: bool = False
     done: trio.Event = attrs.Factory(trio.Event)
 
 
 class AccountTree:
     """The accounts being fetched for, which can be added and removed while running.
 
-    ``serve`` hands it out through its ``task_status`` once the tree runs.
+    ``serve`` hands it out through its ``task_status`` once the tree runs,
+    and runs ``run_parked`` beside the accounts.
+
+    An account whose fetchers are all parked is parked too: its task ends
+    and the tree keeps it in a heap of (due, turn, key) until its earliest
+    fetcher is due, when ``run_parked`` starts its task again.  So an idle
+    child holds no task, no frame and no cancel scope: its schedule and its
+    stop signal, plain data.
     """
 
     def __init__(
@@ -378,6 +391,9 @@ class AccountTree:
             endpoint: Outputs({server_id: inputs[server_id] for server_id in ids})
             for endpoint, ids in routing.endpoints.items()
         }
+        self._parked: list[tuple[float, int, str | None]] = []
+        self._turns = 0
+        self._wake = trio.Event()
 
     @property
     def accounts(self) -> tuple[AccountRef, ...]:
@@ -389,37 +405,38 @@ class AccountTree:
         key = account_key(account)
         if key in self._running or self._stop.is_set:
             return False
-        running = _Running(account, trio.CancelScope(), self._stop.child())
-        contexts = [
-            FetcherContext(
-                account=account,
-                endpoint=endpoint,
-                outputs=outputs,
-                stop=running.stop,
+        stop = self._stop.child()
+        schedule = _Schedule(stop, self._slots)
+        now = trio.current_time()
+        for endpoint, outputs in self._outputs.items():
+            context = FetcherContext(
+                account=account, endpoint=endpoint, outputs=outputs, stop=stop
             )
-            for endpoint, outputs in self._outputs.items()
-        ]
+            schedule.park(now, self._fetcher, context)
+        running = _Running(account, stop, schedule)
         self._running[key] = running
         if self._observer is not None:
             self._observer(AccountAdded(account))
-        self._nursery.start_soon(
-            self._run_account, running, contexts, name=f"account {account.name}"
-        )
+        self._start(running)
         return True
 
     async def remove(self, key: str | None) -> bool:
         """Stop fetching for the account *key* as a clean stop does; False if absent.
 
         Returns once its fetchers have ended: a page in delivery is finished
-        within the grace period, or abandoned unacknowledged after it.
+        within the grace period, or abandoned unacknowledged after it.  A
+        parked account ends at once.
         """
         running = self._running.get(key)
         if running is None:
             return False
         running.stop.set()
+        if not running.active:
+            self._finish(running)
         with trio.move_on_after(self._grace):
             await running.done.wait()
-        running.scope.cancel()
+        if running.scope is not None:
+            running.scope.cancel()
         await running.done.wait()
         return True
 
@@ -428,23 +445,67 @@ class AccountTree:
         while self._running:
             await self._changed.wait()
 
-    async def _run_account(
-        self, running: _Running, contexts: list[FetcherContext]
-    ) -> None:
+    async def run_parked(self) -> None:
+        """Start each parked account's task when it is due, until the stop.
+
+        At the stop, the parked accounts end at once: nothing of theirs is
+        in flight, and their cursors are saved.
+        """
+        stop = self._stop
         try:
-            with running.scope:
-                schedule = _Schedule(running.stop, self._slots)
-                for context in contexts:
-                    schedule.park(trio.current_time(), self._fetcher, context)
-                await schedule.run()
+            while not stop.is_set:
+                until = self._parked[0][0] if self._parked else math.inf
+                await stop.wait_for(self._wake, until)
+                self._wake = trio.Event()
+                now = trio.current_time()
+                while self._parked and self._parked[0][0] <= now:
+                    _, _, key = heapq.heappop(self._parked)
+                    running = self._running.get(key)
+                    # Gone meanwhile, or started again already (a removal
+                    # racing its due time): nothing to do.
+                    if running is not None and not running.active:
+                        self._start(running)
         finally:
-            running.stop.detach()
-            del self._running[account_key(running.account)]
-            running.done.set()
-            if self._observer is not None:
-                self._observer(AccountRemoved(running.account))
-            self._changed.set()
-            self._changed = trio.Event()
+            self._parked.clear()
+            for running in list(self._running.values()):
+                if not running.active:
+                    self._finish(running)
+
+    def _start(self, running: _Running) -> None:
+        running.active = True
+        self._nursery.start_soon(
+            self._run_account, running, name=f"account {running.account.name}"
+        )
+
+    async def _run_account(self, running: _Running) -> None:
+        due: float | None = None
+        try:
+            running.scope = trio.CancelScope()
+            with running.scope:
+                due = await running.schedule.run()
+        finally:
+            running.active = False
+            running.scope = None
+            if due is None or running.stop.is_set:
+                self._finish(running)
+            else:
+                # Every fetcher parked: so is the account, until *due*.
+                self._turns += 1
+                key = account_key(running.account)
+                heapq.heappush(self._parked, (due, self._turns, key))
+                self._wake.set()
+
+    def _finish(self, running: _Running) -> None:
+        """The account has ended: forget it (once) and tell the observer."""
+        if running.done.is_set():
+            return
+        running.stop.detach()
+        del self._running[account_key(running.account)]
+        running.done.set()
+        if self._observer is not None:
+            self._observer(AccountRemoved(running.account))
+        self._changed.set()
+        self._changed = trio.Event()
 
 
 class _Schedule:
@@ -476,12 +537,17 @@ class _Schedule:
         self._turns += 1
         heapq.heappush(self._parked, (until, self._turns, context, fetcher))
 
-    async def run(self) -> None:
-        """Run fetchers when due, until the stop or no fetcher is left."""
+    async def run(self) -> float | None:
+        """Run the due fetchers until all are parked; return when the next is due.
+
+        None once none is left (all ended: a stop).  A stop drops the parked
+        ones: they hold no page, and their cursors are saved.
+        """
         stop = self._stop
-        while self._parked and await stop.sleep(
-            self._parked[0][0] - trio.current_time()
-        ):
+        while self._parked and not stop.is_set:
+            due = self._parked[0][0]
+            if due > trio.current_time():
+                return due
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await self._start_due()
@@ -496,9 +562,8 @@ class _Schedule:
             # Closed: not even this frame may keep it.
             self._nursery = None
             del nursery
-        # A stop drops the parked fetchers: they hold no page, and their
-        # cursors are saved.
         self._parked.clear()
+        return None
 
     async def _start_due(self) -> None:
         """Start, in the open nursery, every parked fetcher that is due.
@@ -665,6 +730,7 @@ async def _run_tree(  # noqa: PLR0917 - a private step of serve
                 len(inputs),
             )
             task_status.started(living)
+            fetching.start_soon(living.run_parked, name="parked accounts")
             # It ends at the stop, like the fetchers in this nursery.
             fetching.start_soon(refresh, living, name="account refresh")
             # The tree lives until the stop; then every account ends as a
