@@ -90,6 +90,7 @@ from trio_dls.duo.paging import (
     apply_response,
     first_cursor,
     plan_request,
+    reached_time,
 )
 from trio_dls.endpoints import EVENTTYPES
 from trio_dls.observe import LogObserver, Observer
@@ -328,7 +329,12 @@ class _Loop:
                     # Read again: the request and the delivery took time.
                     # Only planning watches the clocks.
                     now = fetching.clocks(watch=False).now
-                    observer(Behind(account, endpoint, now - position))
+                    reached = reached_time(endpoint, step.cursor) / units_per_second(
+                        endpoint
+                    )
+                    observer(
+                        Behind(account, endpoint, now - position, position, reached)
+                    )
                 caught_up = step.caught_up
                 # The page is out: no record stays referenced while waiting.
                 del step

@@ -35,6 +35,7 @@ from trio_dls.duo.paging import (
     Step,
     apply_response,
     plan_request,
+    reached_time,
     record_identity,
 )
 from trio_dls.endpoints import Endpoint
@@ -935,3 +936,19 @@ def test_rules_are_the_same_in_any_local_timezone() -> None:
     )
     assert AdminCursor(HORIZON_S, inclusive=True) == step.cursor
     assert "(2023-11-14T22:11:18+00:00)" in step.warnings[0]
+
+
+def test_how_far_the_records_shipped_reach() -> None:
+    """A window being paged in time order reaches its token's time; others, mintime."""
+    start, last, end = 1_700_000_000_000, 1_700_003_600_000, 1_700_086_400_000
+    paged = WindowCursor(start, end, f"{last},txid-1")
+    assert reached_time(Endpoint.AUTH, paged) == last
+    assert reached_time(Endpoint.TELEPHONY, paged) == last
+    # Trust monitor is asked in no order: its last record is anywhere.
+    assert reached_time(Endpoint.TRUSTMONITOR, paged) == start
+    # A token that names no time, or between windows: the position.
+    assert reached_time(Endpoint.AUTH, WindowCursor(start, end, "opaque")) == start
+    assert reached_time(Endpoint.AUTH, WindowCursor(start)) == start
+    assert reached_time(Endpoint.ADMINACTION, AdminCursor(1_700_000_000)) == (
+        1_700_000_000
+    )

@@ -101,6 +101,7 @@ __all__ = [
     "apply_response",
     "first_cursor",
     "plan_request",
+    "reached_time",
     "record_identity",
 ]
 
@@ -450,6 +451,23 @@ def _restart_window(
 def _window_from(start: int, maxtime: int) -> WindowCursor:
     """Return the window ``[start, maxtime]``, or one opening at ``start`` if empty."""
     return WindowCursor(start, maxtime) if maxtime > start else WindowCursor(start)
+
+
+def reached_time(endpoint: Endpoint, cursor: Cursor) -> int:
+    """Return how far the records shipped under *cursor* reach, in its units.
+
+    The time of the last record shipped from a window still being paged (its
+    token says it), else the cursor's ``mintime``: a first start pages one
+    window opened 180 days back, whose ``mintime`` stays there until the
+    window is done.  Trust monitor is asked in no order (it takes no
+    ``sort``), so its last record says nothing of how far it got: there,
+    ``mintime``.  Progress reports say this; planning never reads it.
+    """
+    if isinstance(cursor, WindowCursor) and endpoint is not Endpoint.TRUSTMONITOR:
+        position = _position_time(cursor)
+        if position is not None:
+            return position
+    return cursor.mintime
 
 
 def _position_time(cursor: WindowCursor) -> int | None:

@@ -150,11 +150,18 @@ class Behind:
     """After an answer, the saved cursor is *seconds* behind now.
 
     "Now" is the earlier of this host's clock and Duo's, as for planning.
+    *position* is where the saved cursor stands, and *reached* how far the
+    records sent reach: the time of the last one shipped from a window still
+    being paged, else *position* (None when not told).  A first start pages
+    one window opened 180 days back, whose position stays there until it is
+    done: progress is told by *reached*.
     """
 
     account: AccountRef
     endpoint: Endpoint
     seconds: float
+    position: float | None = None
+    reached: float | None = None
 
 
 @attrs.frozen
