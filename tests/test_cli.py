@@ -170,7 +170,7 @@ def test_a_config_named_like_a_command_can_still_be_run(argv: list[str]) -> None
 
 def test_main_dispatches_to_the_parsed_command(monkeypatch: pytest.MonkeyPatch) -> None:
     """``main`` runs the command the table maps the command line to."""
-    calls: list[tuple[Path, float, object, object, object]] = []
+    calls: list[tuple[Path, float, object, object, object, object, float]] = []
 
     def fake_run(
         path: Path,
@@ -180,21 +180,37 @@ def test_main_dispatches_to_the_parsed_command(monkeypatch: pytest.MonkeyPatch) 
         shard: object,
         log_level: object,
         log_format: object,
+        progress: object,
+        progress_interval: float,
     ) -> int:
         del stderr
-        calls.append((path, grace, shard, log_level, log_format))
+        calls.append(
+            (path, grace, shard, log_level, log_format, progress, progress_interval)
+        )
         return 7
 
     monkeypatch.setattr(cli, "run", fake_run)
     monkeypatch.delenv("TRIO_DLS_SHARD", raising=False)
     argv = ["config.yml", "--grace", "2", "--shard", "1/2", "--log-level", "debug"]
-    assert main([*argv, "--log-format", "json"]) == 7
+    progress = ["--progress", "LINES", "--progress-interval", "5"]
+    assert main([*argv, "--log-format", "json", *progress]) == 7
     assert main(["config.yml"]) == 7
     assert [
-        (Path("config.yml"), 2.0, Shard(1, 2), logging.DEBUG, "json"),
+        (Path("config.yml"), 2.0, Shard(1, 2), logging.DEBUG, "json", "lines", 5.0),
         # No --log-level: the config's dls_settings.log_level decides.
-        (Path("config.yml"), DEFAULT_GRACE, None, None, "text"),
+        (Path("config.yml"), DEFAULT_GRACE, None, None, "text", "auto", 30.0),
     ] == calls
+
+
+@pytest.mark.parametrize("interval", ["0", "0.5", "-1", "soon", "inf"])
+def test_a_progress_interval_under_a_second_is_refused(
+    interval: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--progress-interval`` takes seconds, at least one: else exit 2."""
+    with pytest.raises(SystemExit) as exited:
+        cli.parse(["--progress-interval", interval, "config.yml"])
+    assert exited.value.code == 2
+    assert "--progress-interval" in capsys.readouterr().err
 
 
 def test_no_shard_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

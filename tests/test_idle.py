@@ -177,7 +177,7 @@ async def test_a_caught_up_account_holds_no_task_between_polls(
     del autojump_clock
     app = make_app(SMALL, children=make_children(3, seed=32))
     tree = tree_for(tmp_path, app)
-    samples: list[tuple[int, int, int]] = []
+    samples: list[tuple[int, int, int, int]] = []
     with trio.fail_after(PATIENCE):
         async with trio.open_nursery() as nursery:
             accounts = len((await tree.start(nursery)).accounts)

@@ -50,6 +50,7 @@ from trio_dls.duo.proxy import proxy_secrets
 from trio_dls.duo.shards import Shard, parse_shard
 from trio_dls.errors import FatalError
 from trio_dls.observe import logsetup
+from trio_dls.observe.progress import DEFAULT_INTERVAL, ProgressMode, choose_mode
 from trio_dls.online import check_online
 from trio_dls.siem.formats import SyslogHeader
 from trio_dls.supervisor import DEFAULT_GRACE
@@ -147,8 +148,34 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "from the host name's trailing number (a StatefulSet's pod-3); "
         f"default ${SHARD_ENV}, else every child",
     )
+    parser.add_argument(
+        "--progress",
+        choices=[m.value for m in ProgressMode],
+        type=str.lower,
+        default=ProgressMode.AUTO.value,
+        help="while catching up, say each fetcher's records sent, cursor, lag "
+        "and time left: lines (log lines at an interval), live (a table redrawn "
+        "in place), off; auto (default): live on an interactive terminal with "
+        "text logs, else lines",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=_interval,
+        default=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help="how often progress is said (default "
+        f"{DEFAULT_INTERVAL:g}); once caught up, one line per interval at most",
+    )
     _add_log_arguments(parser)
     _add_config(parser)
+
+
+def _interval(text: str) -> float:
+    seconds = _seconds(text)
+    if seconds < 1:
+        msg = f"expected at least 1 second, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
 
 
 # The levels --log-level offers, by name.
@@ -223,6 +250,8 @@ def _run_command(options: argparse.Namespace) -> int:
         stderr=sys.stderr,
         log_level=LOG_LEVELS[options.log_level] if options.log_level else None,
         log_format=logsetup.LogFormat(options.log_format),
+        progress=ProgressMode(options.progress),
+        progress_interval=options.progress_interval,
     )
 
 
@@ -600,12 +629,16 @@ def run(
     shard: Shard | None = None,
     log_level: int | None = None,
     log_format: logsetup.LogFormat = logsetup.LogFormat.TEXT,
+    progress: ProgressMode = ProgressMode.AUTO,
+    progress_interval: float = DEFAULT_INTERVAL,
 ) -> int:
     """Run the daemon for the config at *path* until it is told to stop.
 
     With a *shard*, an MSP parent's children are fetched only if it owns them.
     The log is written at *log_level* and above (None: the config's
-    ``dls_settings.log_level``), in *log_format*.  SIGHUP reads *path* again.
+    ``dls_settings.log_level``), in *log_format*; *progress* is said every
+    *progress_interval* seconds (``trio_dls.observe.progress``).  SIGHUP
+    reads *path* again.
     """
     config = _load(path, stderr)
     if config is None:
@@ -615,9 +648,16 @@ def run(
     for warning in warnings_for(config):
         log.warning("%s", warning)
     log.info("trio-dls %s reading %s", __version__, path)
+    watching = Watching(
+        choose_mode(progress, stream=stderr, log_format=log_format, environ=os.environ),
+        progress_interval,
+        stderr,
+    )
     status = EXIT_OK
     try:
-        trio.run(_serve_until_signalled, path, config, grace, shard, log_setup)
+        trio.run(
+            _serve_until_signalled, path, config, grace, shard, log_setup, watching
+        )
     except* NewerCursorError as group:
         # Before FatalError, its base class: this one is the operator's to fix.
         for exc in _leaves(group):
@@ -675,12 +715,22 @@ def _leaves(group: BaseExceptionGroup[FatalError]) -> list[FatalError]:
     return leaves
 
 
-async def _serve_until_signalled(
+@attrs.frozen
+class Watching:
+    """How progress is said: mode (resolved), interval, stream for live."""
+
+    mode: ProgressMode
+    interval: float
+    stream: TextIO
+
+
+async def _serve_until_signalled(  # noqa: PLR0917 - trio.run passes them by position
     path: Path,
     config: Config,
     grace: float,
     shard: Shard | None,
     log_setup: _LogSetup,
+    watching: Watching,
 ) -> None:
     hangup = getattr(signal, "SIGHUP", None)  # not on Windows
     wanted = [signal.SIGTERM, signal.SIGINT] + ([hangup] if hangup else [])
@@ -709,5 +759,8 @@ async def _serve_until_signalled(
                 reload_trigger=reload_asked.receive,
                 load_config=functools.partial(load_config, path),
                 on_reloading=log_setup.apply,
+                progress=watching.mode,
+                progress_interval=watching.interval,
+                progress_stream=watching.stream,
             )
             nursery.cancel_scope.cancel()

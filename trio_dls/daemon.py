@@ -23,6 +23,12 @@ from trio_dls.fetcher import Fetching, FetchSettings
 from trio_dls.observe import Counters, Fanout, LogObserver, Observer
 from trio_dls.observe.metrics import Metrics
 from trio_dls.observe.metrics_http import open_listeners, serve_metrics
+from trio_dls.observe.progress import (
+    DEFAULT_INTERVAL,
+    Progress,
+    ProgressMode,
+    serve_progress,
+)
 from trio_dls.reload import serve_reloading
 from trio_dls.service import Notifier, ServiceStatus, serve_notifying
 from trio_dls.siem.senders import SiemSender
@@ -36,6 +42,7 @@ from trio_dls.supervisor import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TextIO
 
     from trio_dls.config import Config
     from trio_dls.duo.shards import Shard
@@ -72,6 +79,9 @@ async def run_daemon(
     reload_trigger: Trigger | None = None,
     load_config: Callable[[], Config] | None = None,
     on_reloading: Callable[[Config], object] | None = None,
+    progress: ProgressMode = ProgressMode.OFF,
+    progress_interval: float = DEFAULT_INTERVAL,
+    progress_stream: TextIO | None = None,
     task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Fetch from Duo and send to the servers of *config* until triggered.
@@ -79,12 +89,18 @@ async def run_daemon(
     With a *shard*, an MSP parent's children are fetched only if it owns them.
     Each time *reload_trigger* returns, the config is read again with
     *load_config* and, if valid and changed, applied (``trio_dls.reload``);
-    *on_reloading* is told of it first.
+    *on_reloading* is told of it first.  *progress* (lines or live, not
+    auto) is said every *progress_interval* seconds, live on
+    *progress_stream* (stderr).
     """
     # The service manager hears of the daemon as a whole: READY once, then
-    # RELOADING=1 and READY=1 around each reload.
+    # RELOADING=1 and READY=1 around each reload; so does the progress.
     status = ServiceStatus(endpoints=len(config.account.endpoints))
     notifier = Notifier.from_environ()
+    watching = None
+    if progress in {ProgressMode.LINES, ProgressMode.LIVE}:
+        watching = Progress(progress_interval)
+    lasting: list[Observer] = [status] if watching is None else [status, watching]
 
     def reloading(new: Config) -> None:
         if on_reloading is not None:
@@ -100,24 +116,33 @@ async def run_daemon(
         notifier.send(READY="1", STATUS=status.summary())
 
     try:
-        await serve_notifying(
-            functools.partial(
-                serve_reloading,
-                config,
+        async with trio.open_nursery() as nursery:
+            if watching is not None:
+                await nursery.start(
+                    functools.partial(
+                        serve_progress, watching, progress, stream=progress_stream
+                    )
+                )
+            await serve_notifying(
                 functools.partial(
-                    _run_generation, grace=grace, shard=shard, status=status
+                    serve_reloading,
+                    config,
+                    functools.partial(
+                        _run_generation, grace=grace, shard=shard, lasting=lasting
+                    ),
+                    force_trigger=force_trigger,
+                    reload_trigger=reload_trigger,
+                    load_config=load_config,
+                    on_reloading=reloading,
+                    on_applied=applied,
                 ),
-                force_trigger=force_trigger,
-                reload_trigger=reload_trigger,
-                load_config=load_config,
-                on_reloading=reloading,
-                on_applied=applied,
-            ),
-            shutdown_trigger=shutdown_trigger,
-            notifier=notifier,
-            status=status,
-            task_status=task_status,
-        )
+                shutdown_trigger=shutdown_trigger,
+                notifier=notifier,
+                status=status,
+                task_status=task_status,
+            )
+            # The progress ends with the tree.
+            nursery.cancel_scope.cancel()
     finally:
         notifier.close()
 
@@ -129,15 +154,19 @@ async def _run_generation(
     force_trigger: Trigger | None,
     grace: float,
     shard: Shard | None,
-    status: ServiceStatus,
+    lasting: list[Observer],
     task_status: trio.TaskStatus[AccountTree | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the tree for *config*, every part built from it, until triggered."""
+    """Run the tree for *config*, every part built from it, until triggered.
+
+    *lasting* are the observers that outlive it (the service status, the
+    progress), told beside this generation's own.
+    """
     checkpointing = config.dls_settings.checkpointing
     # One set of observers for the whole pipeline: the log, the totals, the
     # status line systemd shows, and the metrics when they are served
     # (dls_settings.metrics.listen).
-    observers: list[Observer] = [LogObserver(), Counters(), status]
+    observers: list[Observer] = [LogObserver(), Counters(), *lasting]
     listen = config.dls_settings.metrics.listen
     metrics = Metrics.from_config(config) if listen else None
     if metrics is not None:

@@ -5,7 +5,8 @@ this starts the fake Duo Admin API (real HTTPS on loopback, real signatures,
 two days of generated logs, hard cases included), one local TCP listener per
 endpoint standing in for a SIEM, writes a config for them into a temporary
 directory, and runs ``trio_dls.daemon.run_daemon``, exactly what
-``trio-dls CONFIG`` runs.  It prints a live count per endpoint, then a few of
+``trio-dls CONFIG`` runs, with progress lines every few seconds
+(``trio_dls.observe.progress``).  It prints a live count per endpoint, then a few of
 the records the listeners received, and checks that every record the fake
 holds arrived.  Nothing leaves 127.0.0.1.
 """
@@ -28,11 +29,14 @@ from trio_dls.daemon import run_daemon
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, Faults
 from trio_dls.observe import logsetup
+from trio_dls.observe.progress import ProgressMode
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 POLL: Final = 10  # the demo polls Duo every 10 s once caught up
+# Progress lines every 5 s: a demo lasts seconds, not the hours of a real start.
+PROGRESS_INTERVAL: Final = 5.0
 
 
 @attrs.define
@@ -123,7 +127,12 @@ async def run_demo(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_report, out, scene.listeners, stop)
             with trio.move_on_after(seconds):
-                await run_daemon(scene.config, shutdown_trigger=stop.wait)
+                await run_daemon(
+                    scene.config,
+                    shutdown_trigger=stop.wait,
+                    progress=ProgressMode.LINES,
+                    progress_interval=PROGRESS_INTERVAL,
+                )
             stop.set()
     return _summary(out, scene.fake, scene.listeners)
 

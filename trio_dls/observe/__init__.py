@@ -6,7 +6,9 @@ happen; they format nothing and count nothing beyond what they need.  The
 daemon gives them one ``Fanout`` of the observers it keeps: ``LogObserver``
 (``logs``), which writes the daemon's log lines about the pipeline, and
 ``Counters`` (``counters``), the running totals that metrics, health and status
-read.  docs/observing.md lists the events and what the log says of each.
+read; with ``--progress``, ``Progress`` (``progress``), what a task in the tree
+says every interval while fetchers catch up.  docs/observing.md lists the
+events and what the log says of each.
 """
 
 from __future__ import annotations
