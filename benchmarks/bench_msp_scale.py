@@ -43,6 +43,13 @@ Phases, for each daemon measured:
    sample, *anon MiB* the process's own part (RssAnon) at the end.  With two
    or more sizes, *KiB/child* is (idle RSS at the largest N - idle RSS at the
    smallest N) / (difference in N), in KiB: the memory each child costs.
+4. Restarted idle.  The daemon is stopped (SIGTERM) and started again on the
+   same cursors, with nothing left to fetch: once every fetcher logged
+   ``caught up`` and it settled, *rst MiB* is its median RSS over the idle
+   samples and *rst KiB/ch* the same slope over N.  This is the cost of idle
+   children without the catch-up's high-water mark, which Python's allocator
+   keeps after a first start.  *rst recs* counts records it sent (a clean
+   restart with nothing new sends none).
 
 Every record received is identified (child, endpoint, Duo's id); the run
 *fails* (exit 1) if one the fake serves is missing (or has not arrived after
@@ -335,6 +342,10 @@ class Run:
     big_median_s: float
     big_all_s: float
     exit_status: int
+    restarted_idle_mib: float = 0.0
+    """The median idle RSS after a clean restart with nothing to fetch."""
+    restarted_received: int = 0
+    """Records sent after that restart (a clean restart sends none)."""
 
     @property
     def exact(self) -> bool:
@@ -447,6 +458,8 @@ def measure(
             proc.kill()
     chunks = siem.take()
     received, missing, duplicated, unexpected, done = tally(scene, chunks, started)
+    restarted_mib = restarted_idle(config, env=env, timing=timing, fetchers=fetchers)
+    restarted_received = sum(len(lines) for _, lines in siem.take())
     small = [t for child, t in done.items() if child not in scene.big]
     big = [t for child, t in done.items() if child in scene.big]
     return Run(
@@ -472,18 +485,59 @@ def measure(
         big_median_s=statistics.median(big) if big else 0.0,
         big_all_s=max(big, default=0.0),
         exit_status=status,
+        restarted_idle_mib=restarted_mib,
+        restarted_received=restarted_received,
     )
+
+
+def restarted_idle(
+    config: Path, *, env: Mapping[str, str], timing: Timing, fetchers: int
+) -> float:
+    """Start the daemon again on its cursors; its median idle RSS, MiB."""
+    deadline = time.monotonic() + CATCH_UP_LIMIT
+    with subprocess.Popen(  # noqa: S603 - this interpreter, no shell
+        [sys.executable, "-m", "trio_dls", str(config)],
+        cwd=config.parent,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            stderr = Stderr(proc)
+            while len(stderr.caught_up) < fetchers:
+                if stderr.ended.is_set():
+                    raise RuntimeError(stderr.failure("the restarted daemon exited"))
+                if time.monotonic() > deadline:
+                    raise IncompleteError(
+                        stderr.failure("the restarted daemon did not catch up")
+                    )
+                time.sleep(SAMPLE_EVERY)
+            time.sleep(timing.settle_seconds)
+            idle = [rss_mib(proc.pid)]
+            idle_until = time.monotonic() + timing.idle_seconds
+            while time.monotonic() < idle_until:
+                time.sleep(SAMPLE_EVERY)
+                idle.append(rss_mib(proc.pid))
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=WAIT)
+        finally:
+            proc.kill()
+    return statistics.median(idle)
 
 
 # -- the report ---------------------------------------------------------------
 
 
-def per_child_kib(runs: Sequence[Run], label: str) -> float | None:
-    """(idle RSS at the largest N - at the smallest) / (difference in N), KiB."""
+def per_child_kib(
+    runs: Sequence[Run], label: str, field: str = "idle_mib"
+) -> float | None:
+    """(*field* MiB at the largest N - at the smallest) / (difference in N), KiB."""
     mine = sorted((r for r in runs if r.label == label), key=lambda r: r.children)
     if len(mine) < 2 or mine[-1].children == mine[0].children:  # noqa: PLR2004
         return None
-    grown = (mine[-1].idle_mib - mine[0].idle_mib) * 1024
+    grown = (getattr(mine[-1], field) - getattr(mine[0], field)) * 1024
     return grown / (mine[-1].children - mine[0].children)
 
 
@@ -502,6 +556,7 @@ def report(results: Sequence[Run | Failure]) -> None:
         f"  {'KiB/child':>9}  {'sm med s':>8}  {'sm all s':>8}  {'big all s':>9}"
         f"  {'med/all':>7}  {'sm/big':>6}  {'slow/med':>8}  {'idle CPU':>8}"
         f"  {'fds':>5}  {'thr':>4}"
+        f"  {'rst MiB':>7}  {'rst KiB/ch':>10}  {'rst recs':>8}"
         "  exit"
     )
     for item in results:
@@ -512,6 +567,7 @@ def report(results: Sequence[Run | Failure]) -> None:
             )
             continue
         kib = per_child_kib(runs, item.label)
+        restarted = per_child_kib(runs, item.label, "restarted_idle_mib")
         median_all = item.small_median_s / item.small_all_s if item.small_all_s else 0
         small_big = item.small_all_s / item.big_all_s if item.big_all_s else 0
         slow_median = item.wall_s / item.all_median_s if item.all_median_s else 0
@@ -524,6 +580,9 @@ def report(results: Sequence[Run | Failure]) -> None:
             f"  {item.big_all_s:9.1f}  {median_all:7.2f}  {small_big:6.2f}"
             f"  {slow_median:8.2f}"
             f"  {item.idle_cpu_s:7.2f}s  {item.idle_fds:5d}  {item.idle_threads:4d}"
+            f"  {item.restarted_idle_mib:7.1f}"
+            f"  {'n/a' if restarted is None else f'{restarted:.1f}':>10}"
+            f"  {item.restarted_received:8d}"
             f"  {item.exit_status:4d}"
         )
     for run in runs:
@@ -546,6 +605,9 @@ def as_json(results: Sequence[Run | Failure]) -> list[dict[str, Any]]:
         if isinstance(item, Run):
             row |= {
                 "kib_per_child": per_child_kib(runs, item.label),
+                "restarted_kib_per_child": per_child_kib(
+                    runs, item.label, "restarted_idle_mib"
+                ),
                 "median_over_all": (
                     item.small_median_s / item.small_all_s if item.small_all_s else None
                 ),

@@ -10,9 +10,9 @@ Theory of operation
   ``Outputs`` per endpoint, for all accounts).  The tree keeps that end open
   until every account has ended, so that fetchers come and go freely and no
   fetcher holds an end (a clone) of its own;
-* one **account** task per Duo account (the account itself, or each MSP
-  child), with a nursery holding one **fetcher** task per mapped endpoint
-  that has work to do.  Accounts live in an ``AccountTree``, keyed by account
+* one **account** task per Duo account with work to do (the account itself,
+  or each MSP child), with a nursery holding one **fetcher** task per mapped
+  endpoint that has work to do.  Accounts live in an ``AccountTree``, keyed by account
   id, each in its own cancel scope and with its own ``StopSignal``: they are
   added and removed while the rest runs, by the optional ``AccountRefresh``
   task that ``serve`` starts beside them (the tree knows nothing of what
@@ -21,12 +21,23 @@ Theory of operation
 A fetcher that is caught up does not sleep as a task until its next poll: it
 *parks*, returning ``Parked`` (when to go on, and a callable over the plain
 data it needs to go on: its cursor, its budgets; not a suspended coroutine).
-The account task is the account's scheduler (``_Schedule``): it keeps the
-parked fetchers in a heap (at most one entry per endpoint), sleeps until the
-earliest is due, a fetcher parks or ends, or the stop, and starts the due
-ones again in the account nursery.  An MSP parent with a thousand caught-up
-children thus holds a thousand sleeping tasks, not six thousand, and each
-child costs a few KB of Python memory (``docs/scale.md``).
+So does one whose next request is more than a second off (the pace Duo
+allows, a backoff).  The account task is the account's scheduler
+(``_Schedule``): it keeps the parked fetchers in a heap (at most one entry
+per endpoint) and starts the due ones in the account's nursery, which is
+open only while one of them runs.  Once every fetcher is parked, the account
+parks too: its task ends, and ``AccountTree.run_parked``, one task for all
+accounts, starts it again when its earliest fetcher is due.  An MSP parent
+with a thousand caught-up children thus holds one sleeping task between
+polls, not six thousand, and each child costs a few KB of Python memory, its
+schedule and stop signal (``docs/scale.md``).
+
+At most ``Routing.max_running`` fetchers run at once, all accounts together
+(four per page that may be held, ``api.max_pages_in_memory``): an account
+task takes a slot, first come first served, before it starts a due fetcher,
+which gives it back when it parks or ends.  A fetcher waiting for a slot is
+a heap entry, not a task, so the start of a thousand children, all due at
+once, is not five thousand tasks waiting in line for a ticket.
 
 A fetcher hands each page to ``Outputs.deliver``, which puts one ``Delivery``
 into the channel of every mapped sender and returns only when each of them has
