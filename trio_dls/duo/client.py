@@ -48,6 +48,7 @@ import json
 import logging
 import socket
 import ssl
+import threading
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import attrs
@@ -211,6 +212,7 @@ class ThreadedDuoApi:
         self._admin = duo_client.Admin(**kwargs)
         self._accounts = duo_client.Accounts(**kwargs)
         for client in (self._admin, self._accounts):
+            _close_on_every_path(client)
             # Pacing is the fetcher's: a 429 comes straight back (DUO_API.md).
             client._MAX_BACKOFF_WAIT_SECS = 0  # noqa: SLF001
             if proxy.enabled:
@@ -314,7 +316,47 @@ class _TimedGate:
         self._limiter.release_on_behalf_of(borrower)
 
 
+# The connections the current worker thread's call opened (see below).
+_opened = threading.local()
+
+
+def _close_on_every_path(client: Any) -> None:  # noqa: ANN401 - duo_client's
+    """Make *client* note the connections it opens, for ``_answer`` to close.
+
+    duo_client closes its connection after a response only: a socket timeout
+    or a reset leaves it open until the garbage collector finds it (held the
+    while by the exception's traceback), one file descriptor per failed call.
+    The client is shared by threads, so each thread notes its own.
+    """
+    connect = client._connect  # noqa: SLF001 - the one seam duo_client has
+
+    def noting() -> Any:  # noqa: ANN401
+        conn = connect()
+        opened = getattr(_opened, "connections", None)
+        if opened is not None:
+            opened.append(conn)
+        return conn
+
+    client._connect = noting  # noqa: SLF001
+
+
 def _answer(
+    client: Any,  # noqa: ANN401 - duo_client is untyped
+    method: str,
+    path: str,
+    params: dict[str, str],
+) -> DuoAnswer:
+    """Make one call in a worker thread, closing every connection it opened."""
+    _opened.connections = []
+    try:
+        return _decoded(client, method, path, params)
+    finally:
+        for conn in _opened.connections:
+            conn.close()  # again after a success: harmless
+        _opened.connections = None
+
+
+def _decoded(
     client: Any,  # noqa: ANN401 - duo_client is untyped
     method: str,
     path: str,
