@@ -52,6 +52,7 @@ from trio_dls.errors import FatalError
 from trio_dls.observe import logsetup
 from trio_dls.observe.progress import DEFAULT_INTERVAL, ProgressMode, choose_mode
 from trio_dls.online import check_online
+from trio_dls.service.memory import limit_malloc_arenas
 from trio_dls.siem.formats import SyslogHeader
 from trio_dls.supervisor import DEFAULT_GRACE
 
@@ -653,6 +654,8 @@ def run(
         progress_interval,
         stderr,
     )
+    # Before any worker thread exists (trio_dls.service.memory).
+    limit_malloc_arenas()
     status = EXIT_OK
     try:
         trio.run(

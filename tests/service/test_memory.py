@@ -1,0 +1,29 @@
+"""The malloc arena limit: taken on glibc, left alone when the operator set one."""
+
+from __future__ import annotations
+
+import ctypes.util
+
+import pytest
+
+from trio_dls.service import memory
+
+
+def test_glibc_takes_the_limit() -> None:
+    """On this machine's C library (glibc), mallopt accepts M_ARENA_MAX."""
+    if ctypes.util.find_library("c") is None:
+        pytest.skip("no C library to ask")
+    assert memory.limit_malloc_arenas({}) is True
+
+
+def test_an_operators_own_setting_wins() -> None:
+    """MALLOC_ARENA_MAX in the environment: glibc read it; nothing is changed."""
+    assert memory.limit_malloc_arenas({"MALLOC_ARENA_MAX": "4"}) is False
+
+
+def test_a_c_library_without_mallopt_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """musl, macOS, Windows: no mallopt (or no C library found), no error."""
+    monkeypatch.setattr(ctypes.util, "find_library", lambda _name: None)
+    assert memory.limit_malloc_arenas({}) is False
