@@ -412,17 +412,7 @@ def measure(
     siem.take()
     fetchers = len(scene.children) * len(Endpoint)
     started = time.monotonic()
-    # The working directory is the config's: ``python -m`` puts it first on
-    # sys.path, where this repository's checkout would shadow PYTHONPATH.
-    with subprocess.Popen(  # noqa: S603 - this interpreter, no shell
-        [sys.executable, "-m", "trio_dls", str(config)],
-        cwd=config.parent,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    with start_daemon(config, env) as proc:
         try:
             stderr = Stderr(proc)
             peak, cpu, deadline = 0.0, 0.0, started + CATCH_UP_LIMIT
@@ -442,12 +432,7 @@ def measure(
                     cpu = cpu_seconds(proc.pid)
                 time.sleep(SAMPLE_EVERY)
             caught_up_cpu = cpu_seconds(proc.pid)
-            time.sleep(timing.settle_seconds)
-            idle = [rss_mib(proc.pid)]
-            idle_until = time.monotonic() + timing.idle_seconds
-            while time.monotonic() < idle_until:
-                time.sleep(SAMPLE_EVERY)
-                idle.append(rss_mib(proc.pid))
+            idle = idle_rss(proc.pid, timing)
             idle_cpu = cpu_seconds(proc.pid) - caught_up_cpu
             hwm, anon = rss_mib(proc.pid, "VmHWM"), rss_mib(proc.pid, "RssAnon")
             fds = sum(1 for _ in Path(f"/proc/{proc.pid}/fd").iterdir())
@@ -490,12 +475,11 @@ def measure(
     )
 
 
-def restarted_idle(
-    config: Path, *, env: Mapping[str, str], timing: Timing, fetchers: int
-) -> float:
-    """Start the daemon again on its cursors; its median idle RSS, MiB."""
-    deadline = time.monotonic() + CATCH_UP_LIMIT
-    with subprocess.Popen(  # noqa: S603 - this interpreter, no shell
+def start_daemon(config: Path, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """``python -m trio_dls CONFIG``, its stderr a pipe."""
+    # The working directory is the config's: ``python -m`` puts it first on
+    # sys.path, where this repository's checkout would shadow PYTHONPATH.
+    return subprocess.Popen(  # noqa: S603 - this interpreter, no shell
         [sys.executable, "-m", "trio_dls", str(config)],
         cwd=config.parent,
         env=env,
@@ -503,7 +487,26 @@ def restarted_idle(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    ) as proc:
+    )
+
+
+def idle_rss(pid: int, timing: Timing) -> list[float]:
+    """Settle, then sample *pid*'s VmRSS (MiB) every 50 ms for the idle phase."""
+    time.sleep(timing.settle_seconds)
+    idle = [rss_mib(pid)]
+    idle_until = time.monotonic() + timing.idle_seconds
+    while time.monotonic() < idle_until:
+        time.sleep(SAMPLE_EVERY)
+        idle.append(rss_mib(pid))
+    return idle
+
+
+def restarted_idle(
+    config: Path, *, env: Mapping[str, str], timing: Timing, fetchers: int
+) -> float:
+    """Start the daemon again on its cursors; its median idle RSS, MiB."""
+    deadline = time.monotonic() + CATCH_UP_LIMIT
+    with start_daemon(config, env) as proc:
         try:
             stderr = Stderr(proc)
             while len(stderr.caught_up) < fetchers:
@@ -514,12 +517,7 @@ def restarted_idle(
                         stderr.failure("the restarted daemon did not catch up")
                     )
                 time.sleep(SAMPLE_EVERY)
-            time.sleep(timing.settle_seconds)
-            idle = [rss_mib(proc.pid)]
-            idle_until = time.monotonic() + timing.idle_seconds
-            while time.monotonic() < idle_until:
-                time.sleep(SAMPLE_EVERY)
-                idle.append(rss_mib(proc.pid))
+            idle = idle_rss(proc.pid, timing)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=WAIT)
         finally:

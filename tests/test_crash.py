@@ -140,7 +140,14 @@ def backlog(request: pytest.FixtureRequest) -> Backlog:
 
 @pytest.fixture
 def fake(backlog: Backlog) -> Iterator[FakeDuo]:
-    """A fake Duo with a few pages per endpoint, answering slowly enough.
+    """A fake Duo with a few pages per endpoint, answering slowly enough."""
+    with slow_fake(backlog) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def slow_fake(backlog: Backlog) -> Iterator[FakeDuo]:
+    """Serve a fake Duo with a few pages per endpoint over *backlog*'s span.
 
     Each answer takes 0.3 s, so catching up takes a few seconds and kills
     land in the middle of it.

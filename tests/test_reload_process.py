@@ -22,41 +22,23 @@ from tests.test_crash import (
     Key,
     expected,
     serving_siem,
+    slow_fake,
     write_config,
-)
-from trio_dls.endpoints import Endpoint
-from trio_dls.fakeduo import (
-    DatasetSpec,
-    FakeDuo,
-    FakeDuoConfig,
-    Faults,
-    serve_in_thread,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from trio_dls.fakeduo import FakeDuo
+
 DEFAULTS = BACKLOGS["defaults"]
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeDuo]:
-    """A fake Duo with pages of records over four days, answering in 0.1 s."""
-    spec = DatasetSpec(
-        seed=78,
-        span=DEFAULTS.span,
-        counts={
-            Endpoint.AUTH: 3500,
-            Endpoint.ADMINACTION: 2200,
-            Endpoint.TELEPHONY: 2100,
-            Endpoint.ACTIVITY: 2600,
-            Endpoint.TRUSTMONITOR: 1300,
-        },
-    )
-    with serve_in_thread(
-        FakeDuo(FakeDuoConfig(dataset=spec, faults=Faults(delay=0.1)))
-    ) as server:
+    """The fake of ``tests.test_crash``, over four days (DLS's defaults)."""
+    with slow_fake(DEFAULTS) as server:
         yield server
 
 

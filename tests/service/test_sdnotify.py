@@ -11,6 +11,7 @@ timeouts, never by a sleep.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -21,6 +22,7 @@ import sys
 import uuid
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -37,6 +39,7 @@ from trio_dls.service.systemd import STATUS_EVERY
 from trio_dls.supervisor import serve
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 RUN = 600.0  # virtual seconds the tree runs before it is told to stop
@@ -255,56 +258,30 @@ def test_a_status_is_one_line() -> None:
     assert encode(READY="1", STATUS="a\nb  c") == b"READY=1\nSTATUS=a b c"
 
 
-def test_the_daemon_process_says_ready_then_stopping(tmp_path: Path) -> None:
-    """``python -m trio_dls`` says READY=1, then STOPPING=1 on SIGTERM."""
+@attrs.define
+class NotifiedDaemon:
+    """``python -m trio_dls CONFIG`` under a service manager's socket of the test's."""
+
+    proc: subprocess.Popen[str]
+    manager: socket.socket
+
+    def until(self, key: str) -> list[str]:
+        """The messages read until one starting with *key* (bounded by WAIT)."""
+        seen: list[str] = []
+        while not any(m.startswith(key) for m in seen):
+            seen.append(self.manager.recv(4096).decode())
+        return seen
+
+
+@contextlib.contextmanager
+def notified_daemon(tmp_path: Path, config: Path) -> Iterator[NotifiedDaemon]:
+    """Run the daemon for *config* with $NOTIFY_SOCKET; kill it after the body."""
     path = tmp_path / "notify"
     manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     manager.bind(str(path))
     manager.settimeout(WAIT)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOTIFY_SOCKET": str(path)}
     env.pop("WATCHDOG_USEC", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trio_dls", "--grace", "5", str(write_config(tmp_path))],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines = Lines(proc)
-    try:
-
-        def until(key: str) -> list[str]:
-            seen: list[str] = []
-            while not any(m.startswith(key) for m in seen):
-                seen.append(manager.recv(4096).decode())
-            return seen
-
-        before_ready = until("READY=1")
-        assert before_ready[0].startswith("STATUS=starting")
-        assert "STATUS=1 account, 5 fetchers" in before_ready[-1]
-        proc.send_signal(signal.SIGTERM)
-        assert until("STOPPING=1")[-1].startswith("STOPPING=1\nSTATUS=stopping")
-        assert proc.wait(timeout=WAIT) == 0
-    finally:
-        proc.kill()
-        proc.wait(timeout=WAIT)
-        lines.rest()
-        assert proc.stderr is not None
-        proc.stderr.close()
-        manager.close()
-
-
-def test_the_daemon_process_says_reloading_then_ready_on_sighup(
-    tmp_path: Path,
-) -> None:
-    """A reload applied: RELOADING=1 (with MONOTONIC_USEC), then READY=1 again."""
-    path = tmp_path / "notify"
-    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    manager.bind(str(path))
-    manager.settimeout(WAIT)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOTIFY_SOCKET": str(path)}
-    env.pop("WATCHDOG_USEC", None)
-    config = write_config(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "trio_dls", "--grace", "5", str(config)],
         stdout=subprocess.DEVNULL,
@@ -314,25 +291,7 @@ def test_the_daemon_process_says_reloading_then_ready_on_sighup(
     )
     lines = Lines(proc)
     try:
-
-        def until(key: str) -> list[str]:
-            seen: list[str] = []
-            while not any(m.startswith(key) for m in seen):
-                seen.append(manager.recv(4096).decode())
-            return seen
-
-        until("READY=1")
-        write_config(tmp_path, endpoints="[auth, telephony]")
-        proc.send_signal(signal.SIGHUP)
-        reloading = until("RELOADING=1")[-1].splitlines()
-        assert any(line.startswith("MONOTONIC_USEC=") for line in reloading)
-        after = until("READY=1")
-        # The old tree's stop is a reload, not the service stopping.
-        assert not any(m.startswith("STOPPING=1") for m in after)
-        assert "STATUS=1 account, 2 fetchers" in after[-1]
-        proc.send_signal(signal.SIGTERM)
-        assert until("STOPPING=1")[-1].startswith("STOPPING=1")
-        assert proc.wait(timeout=WAIT) == 0
+        yield NotifiedDaemon(proc, manager)
     finally:
         proc.kill()
         proc.wait(timeout=WAIT)
@@ -340,3 +299,34 @@ def test_the_daemon_process_says_reloading_then_ready_on_sighup(
         assert proc.stderr is not None
         proc.stderr.close()
         manager.close()
+
+
+def test_the_daemon_process_says_ready_then_stopping(tmp_path: Path) -> None:
+    """``python -m trio_dls`` says READY=1, then STOPPING=1 on SIGTERM."""
+    with notified_daemon(tmp_path, write_config(tmp_path)) as daemon:
+        before_ready = daemon.until("READY=1")
+        assert before_ready[0].startswith("STATUS=starting")
+        assert "STATUS=1 account, 5 fetchers" in before_ready[-1]
+        daemon.proc.send_signal(signal.SIGTERM)
+        stopping = daemon.until("STOPPING=1")[-1]
+        assert stopping.startswith("STOPPING=1\nSTATUS=stopping")
+        assert daemon.proc.wait(timeout=WAIT) == 0
+
+
+def test_the_daemon_process_says_reloading_then_ready_on_sighup(
+    tmp_path: Path,
+) -> None:
+    """A reload applied: RELOADING=1 (with MONOTONIC_USEC), then READY=1 again."""
+    with notified_daemon(tmp_path, write_config(tmp_path)) as daemon:
+        daemon.until("READY=1")
+        write_config(tmp_path, endpoints="[auth, telephony]")
+        daemon.proc.send_signal(signal.SIGHUP)
+        reloading = daemon.until("RELOADING=1")[-1].splitlines()
+        assert any(line.startswith("MONOTONIC_USEC=") for line in reloading)
+        after = daemon.until("READY=1")
+        # The old tree's stop is a reload, not the service stopping.
+        assert not any(m.startswith("STOPPING=1") for m in after)
+        assert "STATUS=1 account, 2 fetchers" in after[-1]
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.until("STOPPING=1")[-1].startswith("STOPPING=1")
+        assert daemon.proc.wait(timeout=WAIT) == 0
