@@ -45,7 +45,7 @@ from trio_dls.fetcher import Fetching, FetchSettings
 from trio_dls.observe import LogObserver, Observer
 from trio_dls.supervisor import AccountRef, SenderContext, serve
 
-BASE = 1_790_000_000.0  # 2026-09-21T13:33:20Z; any fixed UTC epoch will do
+BASE = 1_790_000_000.0  # 2026-09-21T14:13:20Z; any fixed UTC epoch will do
 DAY = 86_400.0
 # A run that has not delivered everything after this much virtual time never will.
 PATIENCE = 7 * DAY
