@@ -59,6 +59,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_backpressure.py", *session.posargs)
     session.run("python", "benchmarks/bench_catchup.py")
     session.run("python", "benchmarks/bench_msp_scale.py")
+    session.run("python", "benchmarks/bench_pacing.py")
     # Idle memory before and after c4ed47d, which took the fake Duo API out of
     # the daemon's imports; a copy without that history measures today's alone.
     before = "c4ed47d~1"

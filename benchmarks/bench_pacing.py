@@ -1,0 +1,269 @@
+"""Benchmark: catch-up time against Duo limits of several shapes, over the optimum.
+
+Duo publishes neither its rate limits nor their shape, so the pace trio-dls
+finds is measured against several plausible ones, as the fake Duo API
+implements them (``trio_dls.fakeduo.faults``): token buckets with and without
+burst, sliding windows (at most N served in the last W seconds) and fixed
+windows (at most N in each W seconds aligned on the epoch).  Each case is one
+account with one endpoint (auth) holding PAGES pages of 1,000 records, with
+DLS's defaults otherwise (offset 180 days, poll 120 s).
+
+The real supervision tree and fetcher run on trio's virtual clock (a
+``MockClock`` that jumps whenever every task waits), against the fake's
+request handler called in-process (``tests.duo_inprocess``, signatures
+checked), with a sender that counts records; a run of hours takes a second.
+*catch-up s* is the virtual time from the start until the last record was
+delivered; *optimum s* the time a client knowing the limit would need
+(its first request at the start, every next one as soon as the limit serves
+it); *ratio* the first over the second (1.0 is perfect), as the median and the
+worst over ``--seeds`` seeded runs (the seed drives the budgets' jitter);
+*429s* the refused requests (median, worst) against *pages*, the requests
+that were needed.  Every record is checked delivered exactly once.
+
+Run: ``python benchmarks/bench_pacing.py [--seeds 5] [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+import trio.testing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.duo_inprocess import InProcessDuo
+from trio_dls.checkpoints import CheckpointStore
+from trio_dls.config import Environment, load_config_text
+from trio_dls.duo.admission import Admission
+from trio_dls.duo.discovery import AccountDiscovery
+from trio_dls.endpoints import Endpoint
+from trio_dls.fakeduo import (
+    DatasetSpec,
+    FakeDuoApp,
+    FakeDuoConfig,
+    Faults,
+    RateShape,
+)
+from trio_dls.fakeduo.data import record_key
+from trio_dls.fetcher import Fetching, FetchSettings
+from trio_dls.observe.events import CaughtUp, Event, RateLimited
+from trio_dls.supervisor import SenderContext, serve
+
+if TYPE_CHECKING:
+    from trio_dls.observe import Observer
+
+BASE = 1_790_000_000.0  # any fixed UTC epoch
+PAGE = 1000
+DAY = 86_400.0
+
+
+@attrs.frozen
+class Shape:
+    """One limit: its shape, its rate, its burst or window; and the backlog."""
+
+    name: str
+    shape: RateShape
+    per_minute: float
+    pages: int
+    burst: int | None = None
+    window: float = 60.0
+
+    def faults(self) -> Faults:
+        """The fake's setting for this limit."""
+        return Faults(
+            rate_limit=self.per_minute,
+            rate_burst=self.burst,
+            rate_shape=self.shape,
+            rate_window=self.window,
+        )
+
+    def optimum(self) -> float:
+        """Seconds from the first request to the last of ``pages``, at best."""
+        if self.shape is RateShape.TOKEN_BUCKET:
+            burst = self.burst if self.burst is not None else math.ceil(self.per_minute)
+            return max(0, self.pages - burst) * 60 / self.per_minute
+        allowed = round(self.per_minute * self.window / 60)
+        # A sliding window serves ``allowed`` per window; a fixed one may serve
+        # the first batch at the end of a window and the next at the start of
+        # the following, which this (a whole window per batch) does not count.
+        return (math.ceil(self.pages / allowed) - 1) * self.window
+
+
+SHAPES = [
+    Shape("token bucket 2/min, burst 1", RateShape.TOKEN_BUCKET, 2, 20, burst=1),
+    Shape("token bucket 2/min, burst 4", RateShape.TOKEN_BUCKET, 2, 20, burst=4),
+    Shape("sliding window 5 per 10 s", RateShape.SLIDING_WINDOW, 30, 20, window=10),
+    Shape("sliding window 10 per 60 s", RateShape.SLIDING_WINDOW, 10, 30),
+    Shape("sliding window 2 per 60 s", RateShape.SLIDING_WINDOW, 2, 20),
+    Shape("fixed window 10 per 60 s", RateShape.FIXED_WINDOW, 10, 30),
+    Shape("fixed window 2 per 60 s", RateShape.FIXED_WINDOW, 2, 20),
+]
+
+
+def config_text(state: Path) -> str:
+    """One account, auth only, no ``api`` settings: DLS's defaults."""
+    return f"""\
+version: '1.0.0'
+dls_settings:
+  checkpointing: {{directory: {state}}}
+servers:
+  - {{id: siem, hostname: 127.0.0.1, port: 9000, protocol: TCP}}
+account:
+  ikey: DIFAKEDUOINTEGRATION
+  skey: fake-duo-secret-key-0123456789abcdefghij
+  hostname: localhost
+  endpoint_server_mappings:
+    - {{endpoints: [auth], server: siem}}
+"""
+
+
+@attrs.define
+class Watch:
+    """An observer counting 429s, and telling when the fetcher caught up."""
+
+    refused: int = 0
+    caught_up: trio.Event = attrs.Factory(trio.Event)
+
+    def __call__(self, event: Event, /) -> None:
+        """Count a 429; note a catch-up."""
+        if isinstance(event, RateLimited):
+            self.refused += 1
+        elif isinstance(event, CaughtUp):
+            self.caught_up.set()
+
+
+@attrs.define
+class Received:
+    """The sender: every record's key, and when the last one came."""
+
+    keys: collections.Counter[str] = attrs.Factory(collections.Counter)
+    last_at: float = 0.0
+
+    async def __call__(self, context: SenderContext) -> None:
+        """Count each delivery's records and acknowledge it."""
+        async with context.deliveries:
+            async for delivery in context.deliveries:
+                for record in delivery.page.records:
+                    self.keys[record_key(Endpoint.AUTH, record)] += 1
+                self.last_at = trio.current_time()
+                delivery.done.set()
+
+
+async def offload(function: Any, *args: Any) -> Any:  # noqa: ANN401
+    """File work on the event loop: the virtual clock must not jump meanwhile."""
+    await trio.lowlevel.checkpoint()
+    return function(*args)
+
+
+async def one_run(shape: Shape, seed: int, state: Path) -> tuple[float, int, bool]:
+    """Catch up one backlog under *shape*; (seconds, 429s, every record once)."""
+
+    def now() -> float:
+        try:
+            return BASE + trio.current_time()
+        except RuntimeError:  # outside trio: when the data set is generated
+            return BASE
+
+    spec = DatasetSpec(
+        seed=seed,
+        span=2 * DAY,
+        end_before=600,
+        admin_burst=0,
+        hard_cases=False,
+        counts={Endpoint.AUTH: shape.pages * PAGE},
+    )
+    app = FakeDuoApp(
+        FakeDuoConfig(dataset=spec, faults=shape.faults()), clock=now, wall_clock=None
+    )
+    env = Environment(base_directory=state, environ={}, euid=1000)
+    config = load_config_text(config_text(state / "cursors"), "c.yml", env)
+    watch = Watch()
+    observer: Observer = watch
+    received = Received()
+    rng = random.Random(seed)  # noqa: S311 - jitter, replayable by seed
+    fetching = Fetching(
+        api_for=lambda account: InProcessDuo(app, account.account_id),
+        store=CheckpointStore(state / "cursors", offload=offload, observer=observer),
+        settings=FetchSettings.from_config(config),
+        host="localhost",
+        clock=lambda: BASE + trio.current_time(),
+        rng=rng,
+        observer=observer,
+        admission=Admission.from_config(config, rng),
+    )
+    with trio.fail_after(30 * DAY):
+        await serve(
+            config,
+            shutdown_trigger=watch.caught_up.wait,
+            fetcher=fetching,
+            sender=received,
+            discover_accounts=AccountDiscovery(InProcessDuo(app)),
+        )
+    expected = {r.key for r in app.servable_records(Endpoint.AUTH, None)}
+    exact = set(received.keys) == expected and max(received.keys.values()) == 1
+    return received.last_at, watch.refused, exact
+
+
+def run_shape(shape: Shape, seeds: int) -> dict[str, Any]:
+    """Every seed of *shape*, each on a fresh virtual clock and directory."""
+    ratios, refusals, exact = [], [], True
+    for seed in range(1, seeds + 1):
+        with tempfile.TemporaryDirectory() as directory:
+            took, refused, once = trio.run(
+                one_run,
+                shape,
+                seed,
+                Path(directory),
+                clock=trio.testing.MockClock(autojump_threshold=0),
+            )
+        ratios.append(took / shape.optimum())
+        refusals.append(refused)
+        exact = exact and once
+    return {
+        "shape": shape.name,
+        "pages": shape.pages,
+        "optimum_s": shape.optimum(),
+        "ratio_median": statistics.median(ratios),
+        "ratio_worst": max(ratios),
+        "refused_median": statistics.median(refusals),
+        "refused_worst": max(refusals),
+        "exact": exact,
+    }
+
+
+def main() -> int:
+    """Measure every shape; print one table (and JSON if asked)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    options = parser.parse_args()
+    rows = [run_shape(shape, options.seeds) for shape in SHAPES]
+    print(  # noqa: T201 - the benchmark's report
+        f"{'limit':<30}{'pages':>6}{'optimum s':>10}{'ratio med':>10}"
+        f"{'worst':>7}{'429s med':>9}{'worst':>7}  records"
+    )
+    for row in rows:
+        print(  # noqa: T201
+            f"{row['shape']:<30}{row['pages']:>6}{row['optimum_s']:>10.0f}"
+            f"{row['ratio_median']:>10.2f}{row['ratio_worst']:>7.2f}"
+            f"{row['refused_median']:>9.0f}{row['refused_worst']:>7}"
+            f"  {'once' if row['exact'] else 'WRONG'}"
+        )
+    if options.json is not None:
+        options.json.write_text(json.dumps(rows, indent=2))
+    return 0 if all(row["exact"] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
