@@ -187,14 +187,11 @@ class Failure:
     reason: str
 
 
-def measure(
-    label: str, config: Path, env: Mapping[str, str], *, idle_seconds: float
-) -> Measurement:
-    """Start the daemon for *config*, let it catch up and idle, sample its RSS."""
-    started = time.monotonic()
+def start_daemon(config: Path, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """``python -m trio_dls CONFIG``, its stderr a pipe."""
     # The working directory is the config's: ``python -m`` puts it first on
     # sys.path, where this repository's checkout would shadow PYTHONPATH.
-    with subprocess.Popen(  # noqa: S603 - this interpreter, no shell
+    return subprocess.Popen(  # noqa: S603 - this interpreter, no shell
         [sys.executable, "-m", "trio_dls", str(config)],
         cwd=config.parent,
         env=env,
@@ -202,7 +199,15 @@ def measure(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    ) as proc:
+    )
+
+
+def measure(
+    label: str, config: Path, env: Mapping[str, str], *, idle_seconds: float
+) -> Measurement:
+    """Start the daemon for *config*, let it catch up and idle, sample its RSS."""
+    started = time.monotonic()
+    with start_daemon(config, env) as proc:
         try:
             lines = StderrLines(proc)
             lines.wait_for_all_caught_up(WAIT)

@@ -76,7 +76,6 @@ import os
 import signal
 import socketserver
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -97,6 +96,7 @@ from benchmarks.bench_idle_rss import (
     environment,
     mkdir,
     rss_mib,
+    start_daemon,
     worktree,
 )
 from trio_dls.endpoints import Endpoint
@@ -112,6 +112,7 @@ from trio_dls.fakeduo import (
 from trio_dls.fakeduo.data import generate_records
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator, Mapping, Sequence
 
 SIZES: Final = (100, 1000)
@@ -472,21 +473,6 @@ def measure(
         exit_status=status,
         restarted_idle_mib=restarted_mib,
         restarted_received=restarted_received,
-    )
-
-
-def start_daemon(config: Path, env: Mapping[str, str]) -> subprocess.Popen[str]:
-    """``python -m trio_dls CONFIG``, its stderr a pipe."""
-    # The working directory is the config's: ``python -m`` puts it first on
-    # sys.path, where this repository's checkout would shadow PYTHONPATH.
-    return subprocess.Popen(  # noqa: S603 - this interpreter, no shell
-        [sys.executable, "-m", "trio_dls", str(config)],
-        cwd=config.parent,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
     )
 
 

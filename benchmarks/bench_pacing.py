@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 import random
 import statistics
 import sys
@@ -89,15 +88,8 @@ class Shape:
         )
 
     def optimum(self) -> float:
-        """Seconds from the first request to the last of ``pages``, at best."""
-        if self.shape is RateShape.TOKEN_BUCKET:
-            burst = self.burst if self.burst is not None else math.ceil(self.per_minute)
-            return max(0, self.pages - burst) * 60 / self.per_minute
-        allowed = round(self.per_minute * self.window / 60)
-        # A sliding window serves ``allowed`` per window; a fixed one may serve
-        # the first batch at the end of a window and the next at the start of
-        # the following, which this (a whole window per batch) does not count.
-        return (math.ceil(self.pages / allowed) - 1) * self.window
+        """Seconds from the first request (at BASE) to the last page, at best."""
+        return self.faults().least_time(self.pages, BASE)
 
 
 SHAPES = [

@@ -209,18 +209,7 @@ class Limit:
         A client that knew the limit would send its first request at
         *start* and every next one as soon as the limit allowed.
         """
-        if self.shape is RateShape.TOKEN_BUCKET:
-            burst = self.burst if self.burst is not None else math.ceil(self.per_minute)
-            return max(0, requests - burst) * 60 / self.per_minute
-        allowed = round(self.per_minute * self.window / 60)
-        windows_after_first = math.ceil(requests / allowed) - 1
-        if self.shape is RateShape.SLIDING_WINDOW:
-            return windows_after_first * self.window
-        if windows_after_first == 0:
-            return 0.0
-        # Aligned windows: the first one ends before a whole window passed.
-        first_ends = (math.floor(start / self.window) + 1) * self.window
-        return first_ends - start + (windows_after_first - 1) * self.window
+        return self.faults().least_time(requests, start)
 
     def __repr__(self) -> str:
         """A short test id."""

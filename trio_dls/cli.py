@@ -687,19 +687,19 @@ class _LogSetup:
     level: int | None
     """``--log-level``; None: the config's."""
     log_format: logsetup.LogFormat
-    _secrets: list[str] = attrs.Factory(list)
+    _previous: list[str] = attrs.Factory(list)
+    """The secrets of the config applied before: its tree may still be stopping."""
 
     def apply(self, config: Config) -> None:
         """Log as *config* says, hiding its secrets (and the last config's)."""
         skey = config.account.skey.reveal() if config.account.skey else ""
-        secrets = [skey, *proxy_secrets(config.dls_settings.proxy)]
-        # The previous config's secrets too: its tree may still be stopping.
-        self._secrets = [s for s in (*secrets, *self._secrets) if s][: 2 * 3]
+        secrets = [s for s in (skey, *proxy_secrets(config.dls_settings.proxy)) if s]
+        hidden, self._previous = [*secrets, *self._previous], secrets
         level = self.level
         if level is None:
             level = LOG_LEVELS[config.dls_settings.log_level.value]
         for problem in logsetup.configure(
-            secrets=self._secrets,
+            secrets=hidden,
             log_file=Path(config.dls_settings.log_filepath),
             stream=self.stderr,
             level=level,

@@ -77,7 +77,7 @@ import heapq
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import attrs
 import trio
@@ -91,6 +91,7 @@ if TYPE_CHECKING:
     from trio_dls.observe.observer import Observer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_GRACE: Final = 5.0  # seconds; below Docker's 10 s before SIGKILL
 # Fetchers running at once per page that may be held (api.max_pages_in_memory):
@@ -342,6 +343,46 @@ def account_key(account: AccountRef) -> str | None:
     return account.account_id
 
 
+class _Due(Generic[T]):
+    """Items due at given times (trio's clock), earliest first: a heap.
+
+    Each entry is (until, turn, item): the turn, a counter, orders items due
+    at the same time by arrival and spares comparing the items themselves.
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._heap: list[tuple[float, int, T]] = []
+        self._turns = 0
+
+    def __bool__(self) -> bool:
+        """Whether any item waits."""
+        return bool(self._heap)
+
+    @property
+    def earliest(self) -> float:
+        """When the earliest item is due (infinity when none waits)."""
+        return self._heap[0][0] if self._heap else math.inf
+
+    def push(self, until: float, item: T) -> None:
+        """Make *item* due at *until*."""
+        self._turns += 1
+        heapq.heappush(self._heap, (until, self._turns, item))
+
+    @property
+    def due(self) -> bool:
+        """Whether the earliest item is due now."""
+        return self.earliest <= trio.current_time()
+
+    def pop(self) -> T:
+        """Take the earliest item."""
+        return heapq.heappop(self._heap)[2]
+
+    def clear(self) -> None:
+        """Forget every item."""
+        self._heap.clear()
+
+
 @attrs.define(eq=False)
 class _Running:
     """One account in the tree: its fetchers' schedule, its stop signal, its end.
@@ -381,15 +422,15 @@ class AccountTree:
         stop: StopSignal,
         grace: float,
         observer: Observer | None = None,
-        max_running: int | None = None,
     ) -> None:
         """Run accounts in *nursery*, feeding *inputs* as *routing* says.
 
         *observer* is told of each account added and removed.  At most
-        *max_running* fetchers run at once, all accounts together (None: no
-        bound); the others wait as heap entries of their account.
+        ``routing.max_running`` fetchers run at once, all accounts together
+        (None: no bound); the others wait as heap entries of their account.
         """
-        self._slots = trio.Semaphore(max_running) if max_running else None
+        running = routing.max_running
+        self._slots = trio.Semaphore(running) if running else None
         self._nursery = nursery
         self._routing = routing
         self._fetcher = fetcher
@@ -402,8 +443,7 @@ class AccountTree:
             endpoint: Outputs({server_id: inputs[server_id] for server_id in ids})
             for endpoint, ids in routing.endpoints.items()
         }
-        self._parked: list[tuple[float, int, str | None]] = []
-        self._turns = 0
+        self._parked: _Due[str | None] = _Due()
         self._wake = trio.Event()
 
     @property
@@ -465,13 +505,10 @@ class AccountTree:
         stop = self._stop
         try:
             while not stop.is_set:
-                until = self._parked[0][0] if self._parked else math.inf
-                await stop.wait_for(self._wake, until)
+                await stop.wait_for(self._wake, self._parked.earliest)
                 self._wake = trio.Event()
-                now = trio.current_time()
-                while self._parked and self._parked[0][0] <= now:
-                    _, _, key = heapq.heappop(self._parked)
-                    running = self._running.get(key)
+                while self._parked.due:
+                    running = self._running.get(self._parked.pop())
                     # Gone meanwhile, or started again already (a removal
                     # racing its due time): nothing to do.
                     if running is not None and not running.active:
@@ -501,9 +538,7 @@ class AccountTree:
                 self._finish(running)
             else:
                 # Every fetcher parked: so is the account, until *due*.
-                self._turns += 1
-                key = account_key(running.account)
-                heapq.heappush(self._parked, (due, self._turns, key))
+                self._parked.push(due, account_key(running.account))
                 self._wake.set()
 
     def _finish(self, running: _Running) -> None:
@@ -522,10 +557,8 @@ class AccountTree:
 class _Schedule:
     """One account's fetchers: running in its nursery, or parked until due.
 
-    ``run`` is the account task's own loop.  Parked fetchers wait in a heap
-    of (until, turn, context, resume), where the turn (a counter) orders
-    fetchers due at the same time and keeps contexts from being compared;
-    it holds at most one entry per endpoint.
+    ``run`` is the account task's own loop.  Parked fetchers wait as
+    (context, resume) items of a ``_Due`` heap, at most one per endpoint.
 
     The account's nursery lives only while some fetcher runs: once all are
     parked it closes, and the next due one opens a new one.  A nursery keeps
@@ -539,14 +572,12 @@ class _Schedule:
         self._slots = slots
         self._nursery: trio.Nursery | None = None
         self._running = 0
-        self._parked: list[tuple[float, int, FetcherContext, Fetcher]] = []
-        self._turns = 0
+        self._parked: _Due[tuple[FetcherContext, Fetcher]] = _Due()
         self._wake = trio.Event()
 
     def park(self, until: float, fetcher: Fetcher, context: FetcherContext) -> None:
         """Run *fetcher* for *context* at *until* (trio's clock)."""
-        self._turns += 1
-        heapq.heappush(self._parked, (until, self._turns, context, fetcher))
+        self._parked.push(until, (context, fetcher))
 
     async def run(self) -> float | None:
         """Run the due fetchers until all are parked; return when the next is due.
@@ -556,9 +587,8 @@ class _Schedule:
         """
         stop = self._stop
         while self._parked and not stop.is_set:
-            due = self._parked[0][0]
-            if due > trio.current_time():
-                return due
+            if not self._parked.due:
+                return self._parked.earliest
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await self._start_due()
@@ -566,8 +596,7 @@ class _Schedule:
                     # Until the earliest parked fetcher is due, or a running
                     # one parks or ends (each ends at the stop, within the
                     # grace), so this wait is bounded either way.
-                    until = self._parked[0][0] if self._parked else math.inf
-                    await stop.wait_for(self._wake, until)
+                    await stop.wait_for(self._wake, self._parked.earliest)
                     self._wake = trio.Event()
                     await self._start_due()
             # Closed: not even this frame may keep it.
@@ -587,10 +616,10 @@ class _Schedule:
         """
         assert self._nursery is not None
         stop = self._stop
-        while self._parked and self._parked[0][0] <= trio.current_time():
+        while self._parked.due:
             if stop.is_set or not await self._take_slot():
                 return
-            _, _, context, fetcher = heapq.heappop(self._parked)
+            context, fetcher = self._parked.pop()
             self._running += 1
             self._nursery.start_soon(
                 self._fetch,
@@ -730,7 +759,6 @@ async def _run_tree(  # noqa: PLR0917 - a private step of serve
                 stop=stop,
                 grace=grace,
                 observer=observer,
-                max_running=routing.max_running,
             )
             for account in accounts:
                 living.add(account)

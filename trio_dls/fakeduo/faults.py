@@ -130,6 +130,33 @@ class Faults:
     endpoints: frozenset[Endpoint] | None = None
     seed: int = 0
 
+    def least_time(self, requests: int, start: float) -> float:
+        """Seconds from *start* (the fake's epoch) to the last of *requests*, at best.
+
+        What a client that knew the rate limit would take: its first request
+        at *start*, every next one as soon as the limit serves it; the
+        yardstick of the pacing tests and benchmark.
+        """
+        if self.rate_limit is None:
+            return 0.0
+        per_minute = self.rate_limit
+        if self.rate_shape is RateShape.TOKEN_BUCKET:
+            burst = (
+                self.rate_burst
+                if self.rate_burst is not None
+                else math.ceil(per_minute)
+            )
+            return max(0, requests - burst) * 60 / per_minute
+        allowed = round(per_minute * self.rate_window / 60)
+        windows_after_first = math.ceil(requests / allowed) - 1
+        if self.rate_shape is RateShape.SLIDING_WINDOW:
+            return windows_after_first * self.rate_window
+        if windows_after_first == 0:
+            return 0.0
+        # Aligned windows: the first one ends before a whole window passed.
+        first_ends = (math.floor(start / self.rate_window) + 1) * self.rate_window
+        return first_ends - start + (windows_after_first - 1) * self.rate_window
+
     def applies_to(self, endpoint: Endpoint | None) -> bool:
         """Whether the random faults and the delay apply to ``endpoint``."""
         return self.endpoints is None or endpoint in self.endpoints

@@ -22,7 +22,6 @@ and an operator's own ``MALLOC_ARENA_MAX`` is left to rule.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from typing import Final
 
@@ -38,13 +37,11 @@ def limit_malloc_arenas(
     """Ask the C library for at most ``ARENAS`` arenas; whether it took it."""
     if "MALLOC_ARENA_MAX" in environ:
         return False  # the operator's choice, which glibc read at start
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        # The running process's own symbols, the C library's among them: no
+        # search for the library (find_library runs ldconfig) at start-up.
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, TypeError, AttributeError):  # no such library, or no mallopt
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
