@@ -35,3 +35,33 @@ def test_the_daemon_does_not_import_the_fake_duo_api(module: str) -> None:
         if name.startswith("trio_dls.fakeduo")
         or name.split(".")[0] in {"trustme", "cryptography", "rich"}
     ] == []
+
+
+BLOCKED = """\
+import importlib, pkgutil, sys
+for name in ("fcntl", "termios", "resource"):
+    sys.modules[name] = None  # import raises ImportError, as on Windows
+import trio_dls
+failed = []
+for info in pkgutil.walk_packages(trio_dls.__path__, "trio_dls."):
+    if info.name.startswith("trio_dls.fakeduo") or info.name.endswith("__main__"):
+        continue
+    try:
+        importlib.import_module(info.name)
+    except ImportError as exc:
+        failed.append(f"{info.name}: {exc}")
+print("\\n".join(failed))
+"""
+
+
+def test_no_module_needs_a_posix_only_import() -> None:
+    """Every module of the daemon imports with fcntl, termios and resource gone."""
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == ""
+    assert "trio_dls" not in done.stderr
