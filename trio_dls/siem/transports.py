@@ -69,17 +69,16 @@ from trio_dls.errors import FatalError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from types import ModuleType
 
-_fcntl: ModuleType | None
-try:  # POSIX only; elsewhere a page counts as delivered once fully written
-    import fcntl as _fcntl
-except ImportError:  # pragma: no cover - Windows
-    _fcntl = None
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX (Windows)
+    fcntl = None  # type: ignore[assignment]
 
 # Linux only: SIOCOUTQ (equal to TIOCOUTQ) and TCP_INFO's first byte, the
-# connection state.  Elsewhere "written" falls back to "taken by the kernel".
-_CAN_QUERY_QUEUE: Final = sys.platform == "linux"
+# connection state.  Elsewhere (and wherever fcntl is missing) "written" falls
+# back to "taken by the kernel".
+_CAN_QUERY_QUEUE: Final = sys.platform == "linux" and fcntl is not None
 _SIOCOUTQ: Final = 0x5411
 _TCP_ESTABLISHED: Final = 1
 _TCP_CLOSE_WAIT: Final = 8
@@ -269,13 +268,10 @@ class StreamConnection:
     def unacknowledged_bytes(self) -> int:
         """Bytes written that the server's TCP has not acknowledged yet.
 
-        Where the send queue cannot be queried (no ``fcntl``: Windows), 0: a
-        page counts as delivered once the kernel took all of it.
+        Only where the send queue can be queried (``_CAN_QUERY_QUEUE``).
         """
-        if _fcntl is None:
-            return 0
         try:
-            raw = _fcntl.ioctl(self._socket.fileno(), _SIOCOUTQ, struct.pack("i", 0))
+            raw = fcntl.ioctl(self._socket.fileno(), _SIOCOUTQ, struct.pack("i", 0))
         except OSError as exc:
             self._close(_reason(exc))
             raise TransportError(self._closed_reason) from None
