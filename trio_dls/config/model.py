@@ -225,7 +225,9 @@ class Metrics:
 class DlsSettings:
     """``dls_settings``: everything about the daemon itself."""
 
-    log_filepath: str = DEFAULT_LOG_FILEPATH
+    # Empty stands for the platform's default (DLS's ``/tmp/duologsync.log``
+    # on Linux); the loader replaces it (see ``default_log_file``).
+    log_filepath: str = ""
     log_format: LogFormat = LogFormat.JSON
     log_level: LogLevel = LogLevel.INFO
     api: Api = Api()

@@ -140,6 +140,9 @@ def configure(
     problems = []
     if log_file is not None:
         try:
+            # The platform defaults (``%ProgramData%\\trio-dls``, macOS's
+            # ``Library/Logs/trio-dls``) start out missing.
+            log_file.parent.mkdir(parents=True, exist_ok=True)
             handlers.append(
                 logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
             )
