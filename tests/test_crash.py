@@ -20,7 +20,6 @@ import random
 import signal
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 import attrs
 import pytest
 
+from tests.portable import LAUNCHERS, LINUX
 from tests.test_cli import Lines
 from trio_dls.config import load_config
 from trio_dls.endpoints import Endpoint
@@ -229,13 +229,19 @@ account:
     return path
 
 
-class Daemon:
-    """``python -m trio_dls CONFIG`` as a child process."""
+@pytest.fixture(params=list(LAUNCHERS))
+def launcher(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The daemon as on Linux, then without Linux's refinements (tests/portable.py)."""
+    return LAUNCHERS[request.param]
 
-    def __init__(self, config: Path) -> None:
+
+class Daemon:
+    """``python -m trio_dls CONFIG`` (or *launcher* CONFIG) as a child process."""
+
+    def __init__(self, config: Path, launcher: tuple[str, ...] = LINUX) -> None:
         """Start it and wait until its tree runs."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trio_dls", str(config)],
+            [*launcher, str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -263,7 +269,11 @@ def duplicates(received: list[Key]) -> collections.Counter[Endpoint]:
 
 
 def test_sigkill_during_catch_up_loses_nothing(
-    tmp_path: Path, fake: FakeDuo, siem: Siem, backlog: Backlog
+    tmp_path: Path,
+    fake: FakeDuo,
+    siem: Siem,
+    backlog: Backlog,
+    launcher: tuple[str, ...],
 ) -> None:
     """Killed with SIGKILL at random moments, restarts still deliver everything.
 
@@ -276,7 +286,7 @@ def test_sigkill_during_catch_up_loses_nothing(
     rng = random.Random(1234)
     kills = 4
     for _ in range(kills):
-        daemon = Daemon(config)
+        daemon = Daemon(config, launcher)
         seen = len(siem.received)
         target = seen + rng.randint(1, 3000)
         siem.wait_for_records(target)
@@ -288,7 +298,7 @@ def test_sigkill_during_catch_up_loses_nothing(
             siem.extra[e] > kills * PAGE[e] for e in Endpoint
         )
 
-    daemon = Daemon(config)
+    daemon = Daemon(config, launcher)
     siem.wait_for(done_or_too_many_duplicates)
     assert daemon.stop(signal.SIGTERM) == 0
 
@@ -298,13 +308,17 @@ def test_sigkill_during_catch_up_loses_nothing(
 
 
 def test_sigterm_and_restart_send_nothing_twice(
-    tmp_path: Path, fake: FakeDuo, siem: Siem, backlog: Backlog
+    tmp_path: Path,
+    fake: FakeDuo,
+    siem: Siem,
+    backlog: Backlog,
+    launcher: tuple[str, ...],
 ) -> None:
     """Stopped with SIGTERM mid-catch-up and restarted, no record arrives twice."""
     config = write_config(tmp_path, fake, siem, backlog)
     want = expected(fake)
     for target in (1500, 5000):
-        daemon = Daemon(config)
+        daemon = Daemon(config, launcher)
         siem.wait_for_records(target)
         assert daemon.stop(signal.SIGTERM) == 0
     assert len(set(siem.received)) < len(want)
@@ -312,7 +326,7 @@ def test_sigterm_and_restart_send_nothing_twice(
     def done_or_a_duplicate() -> bool:
         return siem.holds(want) or sum(siem.extra.values()) > 0
 
-    daemon = Daemon(config)
+    daemon = Daemon(config, launcher)
     siem.wait_for(done_or_a_duplicate)
     assert daemon.stop(signal.SIGTERM) == 0
 

@@ -58,6 +58,7 @@ from trio_dls.duo.cursors import (
     refuse_newer_cursor,
     units_per_second,
 )
+from trio_dls.durable import sync_directory
 from trio_dls.errors import FatalError
 from trio_dls.observe import LogObserver
 from trio_dls.observe.events import (
@@ -394,11 +395,7 @@ class CheckpointStore:
             self._keep_previous(path, self.directory / (name + PREVIOUS_SUFFIX))
         temporary.replace(path)
         self._unmovable.discard(name)
-        directory = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        sync_directory(self.directory)
 
     def _keep_previous(self, path: Path, previous: Path) -> None:
         """Make *previous* a copy of *path* without *path* ever being absent."""

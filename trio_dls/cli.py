@@ -727,6 +727,17 @@ class Watching:
     stream: TextIO
 
 
+def _platform_stops() -> list[signal.Signals]:
+    """The stop signals a platform has beside SIGTERM and SIGINT.
+
+    Windows: Ctrl-Break (``SIGBREAK``), which a console gets, as Ctrl-C, from
+    the keyboard or ``GenerateConsoleCtrlEvent``; service wrappers (WinSW,
+    NSSM) send one of the two to stop the program (``docs/platforms.md``).
+    """
+    brk = getattr(signal, "SIGBREAK", None)
+    return [brk] if brk is not None else []
+
+
 async def _serve_until_signalled(  # noqa: PLR0917 - trio.run passes them by position
     path: Path,
     config: Config,
@@ -736,7 +747,8 @@ async def _serve_until_signalled(  # noqa: PLR0917 - trio.run passes them by pos
     watching: Watching,
 ) -> None:
     hangup = getattr(signal, "SIGHUP", None)  # not on Windows
-    wanted = [signal.SIGTERM, signal.SIGINT] + ([hangup] if hangup else [])
+    wanted = [signal.SIGTERM, signal.SIGINT, *_platform_stops()]
+    wanted += [hangup] if hangup else []
     with trio.open_signal_receiver(*wanted) as signals:
         stops: trio.MemorySendChannel[None]
         reloads: trio.MemorySendChannel[None]

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from trio_dls.config.upgrade import Upgrade, UpgradeError, dump, upgrade
+from trio_dls.durable import sync_directory
 
 
 def read_old(path: Path) -> str:
@@ -68,11 +69,7 @@ def _sync_directory(directory: Path) -> None:
     # The rename is durable once the directory is on disk too; where a
     # directory cannot be opened for that, the file is written all the same.
     with contextlib.suppress(OSError):
-        handle = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+        sync_directory(directory)
 
 
 def upgrade_file(old: Path, new: Path, *, force: bool) -> Upgrade:
