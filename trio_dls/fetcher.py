@@ -231,10 +231,7 @@ class Fetching:
             api=self.api_for(account),
             observer=self.observer,
             budget=RateBudget(rng=self.rng),
-            backoff=Backoff(rng=self.rng),
-            refused=Backoff(
-                rng=self.rng, first=REFUSED_RETRY_FIRST, cap=REFUSED_RETRY_CAP
-            ),
+            rng=self.rng,
             duo_clock=self.duo_clock,
             admission=self.admission,
         )
@@ -267,7 +264,12 @@ class _Loop:
         """Tell the poll caught up and park until the next one."""
         self.run.caught_up()
         poll = self.fetching.settings.poll_interval
-        return Parked(trio.current_time() + max(0.0, poll), self)
+        return self.parked(trio.current_time() + max(0.0, poll))
+
+    def parked(self, until: float) -> Parked:
+        """Park until *until* (trio's clock), keeping only what will matter then."""
+        self.run.budget.parked(until)
+        return Parked(until, self)
 
     def current(self, endpoint: Endpoint, clocks: _Clocks) -> Cursor:
         """Where the next request starts: the saved cursor, or the first start."""
@@ -299,7 +301,7 @@ class _Loop:
             # and no running slot meanwhile (``trio_dls.supervisor``).
             due = run.due()
             if due - trio.current_time() > PARK_LONGER_THAN:
-                return Parked(due, self)
+                return self.parked(due)
             # Every wait (the pace, a backoff, a place for the page) comes
             # before the ticket: a ticket is held from the request to the
             # page's acknowledgement only, so pages in memory stay bounded.
@@ -345,17 +347,25 @@ class _Loop:
 
 @attrs.define
 class _Run:
-    """The state of one fetcher between requests."""
+    """The state of one fetcher between requests.
+
+    What only failures need (the two backoffs, the streak of failures) is
+    made at the first failure and dropped at the next success: a thousand
+    healthy idle children keep none of it.
+    """
 
     context: FetcherContext
     api: DuoApi
     observer: Observer
     budget: RateBudget
-    backoff: Backoff
-    refused: Backoff
+    rng: random.Random
     duo_clock: DuoClock
     admission: Admission
-    streak: Streak = attrs.Factory(Streak)
+    backoff: Backoff | None = None
+    """Since the last success, for transient failures; None while none failed."""
+    refused: Backoff | None = None
+    """Since the last success, for a refused child; None while none was refused."""
+    streak: Streak | None = None
     sent: int = 0
     # When the next request may go at the earliest (trio's clock): after a
     # failure's backoff or a 429.
@@ -422,10 +432,16 @@ class _Run:
             )
             return None
         except AccountRefusedError as exc:
+            if self.refused is None:
+                self.refused = Backoff(
+                    rng=self.rng, first=REFUSED_RETRY_FIRST, cap=REFUSED_RETRY_CAP
+                )
             delay = self.refused.failed()
             self.failed(ChildRefused, failure_kind(exc), str(exc), delay)
             return None
         except (TransientApiError, MalformedResponseError) as exc:
+            if self.backoff is None:
+                self.backoff = Backoff(rng=self.rng)
             delay = self.backoff.failed()
             self.failed(ApiFailed, failure_kind(exc), str(exc), delay)
             return None
@@ -435,9 +451,10 @@ class _Run:
         self.budget.accepted(now)
         self.admission.served(endpoint, now)
         self.observer(RequestServed(account, endpoint))
-        self.backoff.succeeded()
-        self.refused.succeeded()
-        failures, since = self.streak.succeeded()
+        # Succeeded: the next failure waits as the first did.
+        self.backoff = self.refused = None
+        streak, self.streak = self.streak, None
+        failures, since = (0, 0.0) if streak is None else streak.succeeded()
         if failures:
             self.observer(
                 ApiRecovered(
@@ -464,6 +481,8 @@ class _Run:
         """
         now = trio.current_time()
         self.resume_at = now + delay
+        if self.streak is None:
+            self.streak = Streak()
         streak = self.streak
         streak.failed(kind, now)
         self.observer(

@@ -108,7 +108,10 @@ class StopSignal:
 
     def __init__(self) -> None:
         """Start unset, with no scopes registered."""
-        self._event = trio.Event()
+        self._set = False
+        # Made when first waited for (the tree's, the sender's): an account's
+        # signal is only ever read and set.
+        self._event: trio.Event | None = None
         # Both made when first needed: a thousand idle children's signals
         # register no scope between polls and have no children.
         self._scopes: set[trio.CancelScope] | None = None
@@ -118,11 +121,13 @@ class StopSignal:
     @property
     def is_set(self) -> bool:
         """Whether a stop was asked for."""
-        return self._event.is_set()
+        return self._set
 
     def set(self) -> None:
         """Ask to stop: cancel every registered scope, wake every waiter."""
-        self._event.set()
+        self._set = True
+        if self._event is not None:
+            self._event.set()
         for scope in self._scopes or ():
             scope.cancel()
         for child in list(self._children or ()):
@@ -130,6 +135,10 @@ class StopSignal:
 
     async def wait(self) -> None:
         """Return once a stop was asked for."""
+        if self._event is None:
+            self._event = trio.Event()
+            if self._set:
+                self._event.set()
         await self._event.wait()
 
     async def sleep(self, seconds: float) -> bool:
@@ -396,7 +405,24 @@ class _Running:
     schedule: _Schedule
     scope: trio.CancelScope | None = None
     active: bool = False
-    done: trio.Event = attrs.Factory(trio.Event)
+    ended: bool = False
+    # Made for a removal that waits for the end: a thousand idle children
+    # keep no event.
+    _done: trio.Event | None = None
+
+    async def wait_ended(self) -> None:
+        """Return once the account has ended."""
+        if self.ended:
+            return
+        if self._done is None:
+            self._done = trio.Event()
+        await self._done.wait()
+
+    def end(self) -> None:
+        """The account has ended: wake who waits for it."""
+        self.ended = True
+        if self._done is not None:
+            self._done.set()
 
 
 class AccountTree:
@@ -485,10 +511,10 @@ class AccountTree:
         if not running.active:
             self._finish(running)
         with trio.move_on_after(self._grace):
-            await running.done.wait()
+            await running.wait_ended()
         if running.scope is not None:
             running.scope.cancel()
-        await running.done.wait()
+        await running.wait_ended()
         return True
 
     async def wait_empty(self) -> None:
@@ -543,11 +569,11 @@ class AccountTree:
 
     def _finish(self, running: _Running) -> None:
         """The account has ended: forget it (once) and tell the observer."""
-        if running.done.is_set():
+        if running.ended:
             return
         running.stop.detach()
         del self._running[account_key(running.account)]
-        running.done.set()
+        running.end()
         if self._observer is not None:
             self._observer(AccountRemoved(running.account))
         self._changed.set()
@@ -573,7 +599,8 @@ class _Schedule:
         self._nursery: trio.Nursery | None = None
         self._running = 0
         self._parked: _Due[tuple[FetcherContext, Fetcher]] = _Due()
-        self._wake = trio.Event()
+        # While ``run`` runs only: a parked account keeps no event.
+        self._wake: trio.Event | None = None
 
     def park(self, until: float, fetcher: Fetcher, context: FetcherContext) -> None:
         """Run *fetcher* for *context* at *until* (trio's clock)."""
@@ -591,6 +618,7 @@ class _Schedule:
                 return self._parked.earliest
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self._wake = trio.Event()
                 await self._start_due()
                 while self._running and not stop.is_set:
                     # Until the earliest parked fetcher is due, or a running
@@ -600,7 +628,7 @@ class _Schedule:
                     self._wake = trio.Event()
                     await self._start_due()
             # Closed: not even this frame may keep it.
-            self._nursery = None
+            self._nursery = self._wake = None
             del nursery
         self._parked.clear()
         return None
@@ -647,7 +675,8 @@ class _Schedule:
                 self._slots.release()
         if parked is not None:
             self.park(parked.until, parked.resume, context)
-        self._wake.set()
+        if self._wake is not None:  # always, while the nursery is open
+            self._wake.set()
 
 
 async def serve(

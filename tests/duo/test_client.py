@@ -219,6 +219,7 @@ class BlockedClient:
         """No call has started."""
         self.release: dict[str, threading.Event] = {}
         self.entered: dict[str, threading.Event] = {}
+        self.opened: list[Any] = []  # connections, as ours note them: none
 
     def prepare(self, name: str) -> None:
         """Expect a call whose ``mintime`` is *name*."""
@@ -270,8 +271,20 @@ account:
         call_timeout=60,
         queue_timeout=300,
     )
-    threaded._admin = client
+    threaded._settings = _Always(client)  # type: ignore[assignment]
     return threaded
+
+
+@attrs.frozen
+class _Always:
+    """Stands for the settings a call's duo_client is made from: always *client*."""
+
+    given: BlockedClient
+
+    def client(self, kind: object) -> BlockedClient:
+        """The one stand-in, whatever kind of client is asked for."""
+        del kind
+        return self.given
 
 
 async def wait_entered(client: BlockedClient, name: str) -> None:
@@ -338,7 +351,7 @@ async def test_a_timeout_says_whether_duo_or_the_thread_queue_was_slow(
     }
 
 
-class HugeNumberClient:
+class HugeNumberClient(BlockedClient):
     """A stand-in for duo_client whose answer holds a 5000-digit number."""
 
     def api_call(
@@ -357,8 +370,7 @@ async def test_a_number_too_long_for_python_is_forwarded_as_its_digits(
     tmp_path: Path,
 ) -> None:
     """An integer json cannot convert does not fail the page: it arrives as text."""
-    threaded = blocked_api(tmp_path, BlockedClient())
-    threaded._admin = HugeNumberClient()
+    threaded = blocked_api(tmp_path, HugeNumberClient())
 
     answer = await threaded.get(AUTH, {"mintime": "1"})
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_dls.duo.pacing import (
     BACKOFF_CAP,
@@ -13,6 +15,7 @@ from trio_dls.duo.pacing import (
     MAX_INTERVAL,
     MAX_REMEMBERED,
     MIN_INTERVAL,
+    RATE_WINDOW,
     SHARED_REMEMBERED,
     SLOWDOWN,
     Backoff,
@@ -192,3 +195,50 @@ def test_a_shared_budget_remembers_a_bounded_number_of_requests() -> None:
     for n in range(5000):
         budget.accepted(n / 1000)  # 1000 a second, all within one minute
     assert budget.remembered == SHARED_REMEMBERED
+
+
+@given(
+    gaps=st.lists(st.floats(0.0, 90.0), min_size=1, max_size=30),
+    refused=st.sets(st.integers(0, 29)),
+    park=st.floats(0.0, 300.0),
+    shared=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_parking_forgets_only_what_the_next_request_would(
+    gaps: list[float], refused: set[int], park: float, *, shared: bool
+) -> None:
+    """A budget told it is parked decides as one that was not, and holds less.
+
+    Two budgets see the same served and refused requests; one is told, after
+    the last, that nothing goes before *park* seconds later.  From then on
+    both answer the same served and refused requests alike.
+    """
+
+    def make() -> RateBudget:
+        rng = random.Random(7)
+        return RateBudget.shared(rng) if shared else RateBudget(rng=rng)
+
+    kept, parked = make(), make()
+    now = 0.0
+    for index, gap in enumerate(gaps):
+        now += gap
+        for budget in (kept, parked):
+            budget.sent(now)
+            if index in refused:
+                budget.rate_limited(now, sent=now)
+            else:
+                budget.accepted(now)
+    until = now + park
+    parked.parked(until)
+    assert parked.remembered <= kept.remembered
+    if park >= RATE_WINDOW:
+        assert parked.remembered == 0
+    for budget in (kept, parked):
+        budget.sent(until)
+        budget.accepted(until)
+        budget.sent(until + 1)
+    assert kept.rate_limited(until + 1, sent=until + 1) == parked.rate_limited(
+        until + 1, sent=until + 1
+    )
+    assert kept.interval == parked.interval
+    assert kept.remembered == parked.remembered

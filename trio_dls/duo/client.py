@@ -48,14 +48,18 @@ import json
 import logging
 import socket
 import ssl
-import threading
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import attrs
 import duo_client
 import trio
 
-from trio_dls.config.model import DEFAULT_REQUEST_TIMEOUT, split_host_port
+from trio_dls.config.model import (
+    DEFAULT_REQUEST_TIMEOUT,
+    Account,
+    split_host_port,
+)
+from trio_dls.config.model import Proxy as ProxySettings
 from trio_dls.duo.clock import parse_http_date
 from trio_dls.duo.proxy import (
     ProxyCredentialsRejectedError,
@@ -63,10 +67,6 @@ from trio_dls.duo.proxy import (
     tunnel_headers,
 )
 from trio_dls.errors import FatalError
-
-if TYPE_CHECKING:
-    from trio_dls.config import Account
-    from trio_dls.config import Proxy as ProxySettings
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,25 @@ def _duo_message(exc: RuntimeError) -> str:
 
 
 class ThreadedDuoApi:
-    """``DuoApi`` with duo_client, one client per (account, child)."""
+    """``DuoApi`` with duo_client, for one account (and MSP child).
+
+    It holds settings only: the duo_client object of a call is made for that
+    call, in its worker thread, and dropped with it.  duo_client opens a new
+    connection per call anyway, and making the object costs microseconds
+    against a round trip to Duo, while keeping two (Admin, Accounts) per MSP
+    child was a large part of what an idle child cost (``docs/scale.md``).
+    """
+
+    __slots__ = (
+        "__weakref__",  # the daemon keeps its clients in a WeakValueDictionary
+        "_child",
+        "_limiter",
+        "_proxy",
+        "_queue_timeout",
+        "_settings",
+        "_timeout",
+        "host",
+    )
 
     def __init__(
         self,
@@ -182,7 +200,7 @@ class ThreadedDuoApi:
         call_timeout: float = CALL_TIMEOUT,
         queue_timeout: float = QUEUE_TIMEOUT,
     ) -> None:
-        """Prepare a client for *account* (and *child_account_id* for MSP).
+        """Prepare calls for *account* (and *child_account_id* for MSP).
 
         *api_hostname* (``host[:port]``) replaces the account's hostname as the
         host called and signed for: an MSP child's own, for the child route.
@@ -199,28 +217,7 @@ class ThreadedDuoApi:
         # signature against the host it was sent to: host and signature go
         # together, a child's to its own deployment.
         host, port = split_host_port(api_hostname or account.hostname)
-        kwargs: dict[str, Any] = {
-            "ikey": account.ikey,
-            "skey": account.skey.reveal(),
-            "host": host,
-            "timeout": call_timeout,
-        }
-        if port is not None:
-            kwargs["port"] = port
-        if account.ca_certs:
-            kwargs["ca_certs"] = account.ca_certs
-        self._admin = duo_client.Admin(**kwargs)
-        self._accounts = duo_client.Accounts(**kwargs)
-        for client in (self._admin, self._accounts):
-            _close_on_every_path(client)
-            # Pacing is the fetcher's: a 429 comes straight back (DUO_API.md).
-            client._MAX_BACKOFF_WAIT_SECS = 0  # noqa: SLF001
-            if proxy.enabled:
-                client.set_proxy(
-                    host=proxy.proxy_server,
-                    port=proxy.proxy_port,
-                    headers=tunnel_headers(proxy),
-                )
+        self._settings = _ClientSettings(account, host, port, call_timeout, proxy)
         self.host = host
 
     async def get(self, path: str, params: dict[str, str]) -> DuoAnswer:
@@ -228,12 +225,12 @@ class ThreadedDuoApi:
         if self._child is not None:
             params = {**params, "account_id": self._child}
         return await self._call(
-            self._admin, "GET", path, params, child=self._child is not None
+            _Admin, "GET", path, params, child=self._child is not None
         )
 
     async def list_child_accounts(self) -> list[dict[str, Any]]:
         """Return the MSP parent's child accounts."""
-        answer = await self._call(self._accounts, "POST", ACCOUNT_LIST_PATH, {})
+        answer = await self._call(_Accounts, "POST", ACCOUNT_LIST_PATH, {})
         response = answer.body
         if not isinstance(response, list) or not all(
             isinstance(child, dict) and isinstance(child.get("account_id"), str)
@@ -245,7 +242,7 @@ class ThreadedDuoApi:
 
     async def _call(
         self,
-        client: Any,  # noqa: ANN401 - duo_client is untyped
+        kind: type[_Admin | _Accounts],
         method: str,
         path: str,
         params: dict[str, str],
@@ -259,7 +256,8 @@ class ThreadedDuoApi:
             try:
                 return await trio.to_thread.run_sync(
                     _answer,
-                    client,
+                    self._settings,
+                    kind,
                     method,
                     path,
                     params,
@@ -316,44 +314,85 @@ class _TimedGate:
         self._limiter.release_on_behalf_of(borrower)
 
 
-# The connections the current worker thread's call opened (see below).
-_opened = threading.local()
+@attrs.frozen
+class _ClientSettings:
+    """What a call's duo_client object is made from: one per ThreadedDuoApi."""
+
+    account: Account
+    host: str
+    port: int | None
+    timeout: float
+    proxy: ProxySettings
+
+    def client(self, kind: type[_Admin | _Accounts]) -> _Admin | _Accounts:
+        """A new duo_client object of *kind*, for one call."""
+        assert self.account.skey is not None  # checked by ThreadedDuoApi
+        kwargs: dict[str, Any] = {
+            "ikey": self.account.ikey,
+            "skey": self.account.skey.reveal(),
+            "host": self.host,
+            "timeout": self.timeout,
+        }
+        if self.port is not None:
+            kwargs["port"] = self.port
+        if self.account.ca_certs:
+            kwargs["ca_certs"] = self.account.ca_certs
+        client = kind(**kwargs)
+        # Pacing is the fetcher's: a 429 comes straight back (DUO_API.md).
+        client._MAX_BACKOFF_WAIT_SECS = 0  # noqa: SLF001 - set by its __init__
+        if self.proxy.enabled:
+            client.set_proxy(
+                host=self.proxy.proxy_server,
+                port=self.proxy.proxy_port,
+                headers=tunnel_headers(self.proxy),
+            )
+        return client
 
 
-def _close_on_every_path(client: Any) -> None:  # noqa: ANN401 - duo_client's
-    """Make *client* note the connections it opens, for ``_answer`` to close.
+class _ClosingConnections:
+    """A duo_client client that notes the connections it opens, to close them.
 
     duo_client closes its connection after a response only: a socket timeout
     or a reset leaves it open until the garbage collector finds it (held the
     while by the exception's traceback), one file descriptor per failed call.
-    The client is shared by threads, so each thread notes its own.
+    ``_connect`` is the one seam duo_client has; ``_answer`` closes what it
+    noted on every path.
     """
-    connect = client._connect  # noqa: SLF001 - the one seam duo_client has
 
-    def noting() -> Any:  # noqa: ANN401
-        conn = connect()
-        opened = getattr(_opened, "connections", None)
-        if opened is not None:
-            opened.append(conn)
+    def _connect(self) -> Any:  # noqa: ANN401 - duo_client's connection
+        conn = super()._connect()  # type: ignore[misc]
+        self.opened.append(conn)
         return conn
 
-    client._connect = noting  # noqa: SLF001
+    @property
+    def opened(self) -> list[Any]:
+        """The connections this client opened."""
+        opened: list[Any] = self.__dict__.setdefault("_opened", [])
+        return opened
+
+
+class _Admin(_ClosingConnections, duo_client.Admin):  # type: ignore[misc]
+    """duo_client's Admin API client, for one call."""
+
+
+class _Accounts(_ClosingConnections, duo_client.Accounts):  # type: ignore[misc]
+    """duo_client's Accounts API client, for one call."""
 
 
 def _answer(
-    client: Any,  # noqa: ANN401 - duo_client is untyped
+    settings: _ClientSettings,
+    kind: type[_Admin | _Accounts],
     method: str,
     path: str,
     params: dict[str, str],
 ) -> DuoAnswer:
     """Make one call in a worker thread, closing every connection it opened."""
-    _opened.connections = []
+    client = settings.client(kind)
     try:
         return _decoded(client, method, path, params)
     finally:
-        for conn in _opened.connections:
+        for conn in client.opened:
             conn.close()  # again after a success: harmless
-        _opened.connections = None
 
 
 def _decoded(

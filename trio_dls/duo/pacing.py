@@ -104,8 +104,9 @@ class RateBudget:
     _measured: bool = attrs.field(default=False, init=False)
     # Served times, oldest first: a packed array of doubles, not a deque,
     # because an idle MSP child keeps five budgets between polls and a deque
-    # costs some 600 bytes even empty (an array, 64 plus 8 per time).
-    _accepted: array[float] = attrs.field(factory=lambda: array("d"), init=False)
+    # costs some 600 bytes even empty (an array, 64 plus 8 per time).  None
+    # while empty: a budget parked until after its last minute keeps none.
+    _accepted: array[float] | None = attrs.field(default=None, init=False)
 
     @classmethod
     def shared(cls, rng: random.Random) -> RateBudget:
@@ -133,6 +134,8 @@ class RateBudget:
 
     def accepted(self, now: float) -> None:
         """Note that the request sent at *now* was served (not a 429)."""
+        if self._accepted is None:
+            self._accepted = array("d")
         accepted = self._accepted
         accepted.append(now)
         if len(accepted) > self.memory:
@@ -175,14 +178,11 @@ class RateBudget:
             # that was served during the last minute.  Step back to it (at
             # least a little), and probe more gently from now on.
             self._forget_before(now - RATE_WINDOW)
-            served = (
-                (now - self._accepted[0]) / len(self._accepted)
-                if self._accepted
-                else 0.0
-            )
+            accepted = self._accepted or ()
+            served = (now - accepted[0]) / len(accepted) if accepted else 0.0
             # A pace is measured only over served requests spread in time: one
             # request, or a burst served at one instant, says nothing of it.
-            self._measured = len(self._accepted) > 1 and served > 0
+            self._measured = len(accepted) > 1 and served > 0
             self.interval = max(
                 self.interval * SLOWDOWN, served, self.floor or INITIAL_INTERVAL
             )
@@ -196,16 +196,31 @@ class RateBudget:
         self._changed_at = now
         return self._next_at
 
+    def parked(self, until: float) -> None:
+        """The next request goes at *until* at the earliest: forget what it will.
+
+        Every use of the served times first forgets those older than a minute
+        (``RATE_WINDOW``), so the ones that will be by *until* are dropped now,
+        which changes no decision: a fetcher parked for its next poll keeps
+        none.
+        """
+        self._forget_before(until - RATE_WINDOW)
+
     def _forget_before(self, moment: float) -> None:
+        accepted = self._accepted
+        if accepted is None:
+            return
         # Times are appended in order, so the old ones are a prefix.
-        old = bisect.bisect_left(self._accepted, moment)
-        if old:
-            del self._accepted[:old]
+        old = bisect.bisect_left(accepted, moment)
+        if old == len(accepted):
+            self._accepted = None
+        elif old:
+            del accepted[:old]
 
     @property
     def remembered(self) -> int:
         """How many served requests the budget holds (bounded; for tests)."""
-        return len(self._accepted)
+        return len(self._accepted or ())
 
     @property
     def requests_per_minute(self) -> float:

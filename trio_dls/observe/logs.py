@@ -41,6 +41,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from trio_dls.endpoints import ENDPOINT_INDEX
 from trio_dls.observe.events import (
     AccountListFailed,
     AccountRemoved,
@@ -188,7 +189,8 @@ class LogObserver:
 
     def __init__(self) -> None:
         """Start having said nothing."""
-        self._fetchers: dict[AccountRef, dict[Endpoint, _Fetcher]] = {}
+        # Per account, its endpoints' in ``ENDPOINT_INDEX`` order.
+        self._fetchers: dict[AccountRef, list[_Fetcher | None]] = {}
         self._server_reasons: dict[str, str] = {}
         self._clock: ClockState | None = None
         self._list_failures = FailureReport()
@@ -233,10 +235,13 @@ class LogObserver:
             handler(event)
 
     def _fetcher(self, account: AccountRef, endpoint: Endpoint) -> _Fetcher:
-        endpoints = self._fetchers.setdefault(account, {})
-        said = endpoints.get(endpoint)
+        endpoints = self._fetchers.get(account)
+        if endpoints is None:
+            endpoints = self._fetchers[account] = [None] * len(ENDPOINT_INDEX)
+        index = ENDPOINT_INDEX[endpoint]
+        said = endpoints[index]
         if said is None:
-            said = endpoints[endpoint] = _Fetcher(account, endpoint)
+            said = endpoints[index] = _Fetcher(account, endpoint)
         return said
 
     # Fetchers ---------------------------------------------------------------

@@ -75,6 +75,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import attrs
 import trio
 
+from trio_dls.endpoints import ENDPOINT_INDEX
 from trio_dls.observe.events import (
     AccountRemoved,
     Backlog,
@@ -158,10 +159,12 @@ def choose_mode(
 
 @attrs.define
 class _Pair:
-    """What is known of one (account, endpoint): a few numbers."""
+    """What is known of one (account, endpoint): a few numbers.
 
-    name: str
-    fields: dict[str, str]
+    Its name and log fields are made for the rows reported only: a thousand
+    caught-up MSP children are counted, never named.
+    """
+
     catching_up: bool | None = None
     """None until the fetcher said one way or the other."""
     sent: int = 0
@@ -174,7 +177,8 @@ class _Pair:
     advance: float | None = None
     """Cursor seconds gained per second, over the rate window."""
     # Where the cursor stood at two marks, (trio's time, position): the rate
-    # is measured from the older, between one and two windows back.
+    # is measured from the older, between one and two windows back.  Only
+    # while catching up: a fetcher caught up has no rate to tell.
     anchor: tuple[float, float] | None = None
     next_anchor: tuple[float, float] | None = None
 
@@ -252,7 +256,8 @@ class Progress:
         """
         self.interval = interval
         self.clock = clock
-        self._pairs: dict[AccountRef, dict[Endpoint, _Pair]] = {}
+        # Per account, its endpoints' in ``ENDPOINT_INDEX`` order.
+        self._pairs: dict[AccountRef, list[_Pair | None]] = {}
         self._changed = False
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             PageDelivered: self._page_delivered,
@@ -270,13 +275,16 @@ class Progress:
 
     def __len__(self) -> int:
         """How many (account, endpoint) are known."""
-        return sum(len(endpoints) for endpoints in self._pairs.values())
+        return sum(1 for _ in self._all())
 
     def _pair(self, account: AccountRef, endpoint: Endpoint) -> _Pair:
-        endpoints = self._pairs.setdefault(account, {})
-        pair = endpoints.get(endpoint)
+        endpoints = self._pairs.get(account)
+        if endpoints is None:
+            endpoints = self._pairs[account] = [None] * len(ENDPOINT_INDEX)
+        index = ENDPOINT_INDEX[endpoint]
+        pair = endpoints[index]
         if pair is None:
-            pair = endpoints[endpoint] = _Pair(*_name(account, endpoint))
+            pair = endpoints[index] = _Pair()
         return pair
 
     def _page_delivered(self, event: PageDelivered) -> None:
@@ -312,25 +320,33 @@ class Progress:
         if pair.catching_up is not catching_up:
             pair.catching_up = catching_up
             self._changed = True
+        if not catching_up:
+            pair.anchor = pair.next_anchor = pair.advance = None
 
     def _account_removed(self, event: AccountRemoved) -> None:
         self._pairs.pop(event.account, None)
 
     def _all(self) -> Iterator[_Pair]:
-        for endpoints in self._pairs.values():
-            yield from endpoints.values()
+        for _, _, pair in self._named():
+            yield pair
+
+    def _named(self) -> Iterator[tuple[AccountRef, Endpoint, _Pair]]:
+        for account, pairs in self._pairs.items():
+            for endpoint, pair in zip(ENDPOINT_INDEX, pairs, strict=True):
+                if pair is not None:
+                    yield account, endpoint, pair
 
     def report(self, now: float, limit: int = MAX_LINES) -> Report:
         """The state at *now* (trio's clock), within the interval, which goes on."""
         pairs = list(self._all())
-        catching = [pair for pair in pairs if pair.catching_up]
+        catching = [named for named in self._named() if named[2].catching_up]
         # The furthest behind first; one that has not said its lag yet, last.
         furthest = heapq.nlargest(
             limit,
             catching,
-            key=lambda pair: -1.0 if pair.lag is None else pair.lag,
+            key=lambda named: -1.0 if named[2].lag is None else named[2].lag,
         )
-        rows = tuple(_row(pair, now) for pair in furthest)
+        rows = tuple(_row(*named, now) for named in furthest)
         return Report(
             interval=self.interval,
             rows=rows,
@@ -345,7 +361,8 @@ class Progress:
         """End the interval at *now* (trio's clock): its report; the next starts."""
         window = max(RATE_WINDOW, self.interval)
         for pair in self._all():
-            _measure(pair, now, window)
+            if pair.catching_up:
+                _measure(pair, now, window)
         report = self.report(now, limit)
         for pair in self._all():
             pair.sent_mark = pair.sent
@@ -353,18 +370,19 @@ class Progress:
         return report
 
 
-def _row(pair: _Pair, now: float) -> Row:
+def _row(account: AccountRef, endpoint: Endpoint, pair: _Pair, now: float) -> Row:
     # The lag behind now, not behind the moment it was told: a fetcher
     # waiting out a 429 falls further behind meanwhile.
     lag = None if pair.lag is None else pair.lag + max(0.0, now - pair.lag_at)
+    name, fields = _name(account, endpoint)
     return Row(
-        name=pair.name,
+        name=name,
         sent=pair.sent,
         recent=pair.sent - pair.sent_mark,
         position=pair.position,
         lag=lag,
         left=time_left(lag, pair.advance),
-        fields=pair.fields,
+        fields=fields,
     )
 
 
