@@ -52,6 +52,7 @@ from trio_dls.errors import FatalError
 from trio_dls.observe import logsetup
 from trio_dls.observe.progress import DEFAULT_INTERVAL, ProgressMode, choose_mode
 from trio_dls.online import check_online
+from trio_dls.service import reload_request
 from trio_dls.service.memory import limit_malloc_arenas
 from trio_dls.siem.formats import SyslogHeader
 from trio_dls.supervisor import DEFAULT_GRACE
@@ -311,6 +312,32 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _reload_command(options: argparse.Namespace) -> int:
+    return ask_reload(options.config, sys.stdout, sys.stderr)
+
+
+def ask_reload(path: Path, stdout: TextIO, stderr: TextIO) -> int:
+    """Ask the daemon running the config at *path* to read it again.
+
+    The config is checked first: a file with mistakes is reported here, to
+    the operator who asked, and no request is left for the daemon to refuse.
+    """
+    config = _load(path, stderr, secrets=False)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        request = reload_request.request_reload(config)
+    except OSError as exc:
+        print(f"trio-dls: cannot ask for a reload: {exc}", file=stderr)
+        return EXIT_FATAL
+    print(
+        f"reload requested ({request}); the daemon running {path} "
+        f"applies it within {reload_request.POLL:g} s: see its log",
+        file=stdout,
+    )
+    return EXIT_OK
+
+
 def _status_command(options: argparse.Namespace) -> int:
     # Status reads cursors only: an operator who may not read the skey (its
     # file is the daemon's, its variable is in the daemon's unit) can run it.
@@ -394,6 +421,18 @@ COMMANDS: Final = (
         "the checkpoint directory (safe while the daemon runs; Duo is not "
         "called); exit 0 if every cursor is fresh, 1 if one is stale or "
         "missing, 2 if CONFIG is invalid.",
+    ),
+    Command(
+        name="reload",
+        synopsis="trio-dls reload CONFIG",
+        summary="ask the daemon running CONFIG to read it again, as SIGHUP "
+        "does (on Windows too)",
+        add_arguments=_add_config,
+        action=_reload_command,
+        description="Check CONFIG, then ask the daemon running it to read it "
+        "again (a file in its checkpoint directory, looked for every "
+        f"{reload_request.POLL:g} s): the same as SIGHUP, where there is none. Exit 2 "
+        "if CONFIG is invalid (nothing is asked).",
     ),
     Command(
         name="upgrade-config",
@@ -763,8 +802,16 @@ async def _serve_until_signalled(  # noqa: PLR0917 - trio.run passes them by pos
                 with contextlib.suppress(trio.WouldBlock):
                     channel.send_nowait(None)
 
+        def asked() -> None:
+            log.info("reload requested (%s)", request)
+            with contextlib.suppress(trio.WouldBlock):
+                reloads.send_nowait(None)
+
+        request = reload_request.request_path(config)
+        await trio.to_thread.run_sync(reload_request.clear, request)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(dispatch)
+            nursery.start_soon(reload_request.watch, request, asked)
             await run_daemon(
                 config,
                 shutdown_trigger=stopped.receive,
