@@ -235,6 +235,20 @@ def launcher(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return LAUNCHERS[request.param]
 
 
+# Each backlog on Linux, and the portable daemon on DLS's defaults: what the
+# portable daemon changes (acknowledgement, fsync, signals) does not depend
+# on the offset, and each of these runs takes seconds.
+CRASH_CASES = pytest.mark.parametrize(
+    ("backlog", "launcher"),
+    [
+        ("offset 2 days", "linux"),
+        ("defaults", "linux"),
+        ("defaults", "portable"),
+    ],
+    indirect=True,
+)
+
+
 class Daemon:
     """``python -m trio_dls CONFIG`` (or *launcher* CONFIG) as a child process."""
 
@@ -268,6 +282,7 @@ def duplicates(received: list[Key]) -> collections.Counter[Endpoint]:
     return extra
 
 
+@CRASH_CASES
 def test_sigkill_during_catch_up_loses_nothing(
     tmp_path: Path,
     fake: FakeDuo,
@@ -307,6 +322,7 @@ def test_sigkill_during_catch_up_loses_nothing(
     assert set(want) == set(siem.received)
 
 
+@CRASH_CASES
 def test_sigterm_and_restart_send_nothing_twice(
     tmp_path: Path,
     fake: FakeDuo,
