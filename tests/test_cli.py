@@ -357,6 +357,20 @@ class Lines:
         return "".join(self.seen)
 
 
+def test_ctrl_break_stops_the_daemon_where_the_platform_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows's SIGBREAK joins SIGTERM and SIGINT as a stop; elsewhere nothing.
+
+    Linux has no SIGBREAK to send, so its presence is simulated: the stop
+    signals are chosen from what the signal module has.
+    """
+    monkeypatch.delattr(signal, "SIGBREAK", raising=False)
+    assert cli._platform_stops() == []
+    monkeypatch.setattr(signal, "SIGBREAK", 21, raising=False)
+    assert cli._platform_stops() == [21]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_daemon_stops_cleanly_on_signal(tmp_path: Path, signum: int) -> None:
     """SIGTERM or SIGINT stops the daemon with status 0 within the grace period."""
