@@ -116,7 +116,7 @@ def default_state_directory(
         return Path(environ["STATE_DIRECTORY"].split(":")[0])
     if platform == WINDOWS:
         return Path(ntpath.join(_program_data(environ), STATE_DIRECTORY_NAME))
-    home = environ.get("HOME") or str(Path("~").expanduser())
+    home = _home(environ, platform) or str(Path("~").expanduser())
     if platform == MACOS:
         base = "" if euid == 0 else home
         support = posixpath.join(base or "/", "Library", "Application Support")
@@ -141,7 +141,7 @@ def default_log_file(
     if platform == WINDOWS:
         return ntpath.join(_program_data(environ), STATE_DIRECTORY_NAME, DLS_LOG_NAME)
     if platform == MACOS:
-        home = environ.get("HOME") or str(Path("~").expanduser())
+        home = _home(environ, platform) or str(Path("~").expanduser())
         base = "/" if euid == 0 else home
         return posixpath.join(
             base, "Library", "Logs", STATE_DIRECTORY_NAME, DLS_LOG_NAME
