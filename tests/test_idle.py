@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import trio
+import trio.lowlevel
 import trio.testing
 
 from tests.duo_inprocess import InProcessDuo
@@ -32,6 +33,7 @@ from tests.test_fetching import (
     make_app,
 )
 from trio_dls.duo.discovery import AccountDiscovery
+from trio_dls.duo.pacing import RateBudget
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuoApp, Faults, make_children
 from trio_dls.fetcher import Fetching
@@ -353,7 +355,7 @@ async def idle_memory(tmp_path: Path, children: int) -> int:
 async def test_an_idle_child_costs_a_few_kb(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Each parked MSP child (five endpoints) holds at most 7 KB of Python memory."""
+    """Each parked MSP child (five endpoints) holds at most 2.5 KB of Python memory."""
     del autojump_clock
     tracemalloc.start()
     try:
@@ -365,16 +367,19 @@ async def test_an_idle_child_costs_a_few_kb(
     finally:
         tracemalloc.stop()
     per_child = (many - few) / 100
-    # Measured on CPython 3.11: 5.2 KB per parked child (five endpoints);
-    # 7.0 KB while backoffs, streaks, served times and events were kept for
+    # Measured on CPython 3.11: 1.8 KB per parked child (five endpoints);
+    # 5.2 KB while each parked fetcher kept its loop, run and budget, the
+    # log observer an object per fetcher, and children starting at once
+    # were a task each waiting for a slot (trio's sets keep the size they
+    # grew to); 7.0 KB while backoffs, streaks, served times and events were kept for
     # every fetcher and the progress report named every one;
     # 10.7 KB while each parked child kept its account task, 22 KB before
     # the budgets kept their served times in an array, fetchers shared their
     # endpoint's channel ends and an account's nursery closed while all its
     # fetchers were parked, and 43 KB when each fetcher slept as a task.
-    # 7 KB leaves a third for other Python and attrs versions, and fails as
-    # soon as one of those comes back.
-    assert per_child <= 7_000
+    # 2.5 KB leaves a third for other Python and attrs versions, and fails
+    # as soon as one of those comes back.
+    assert per_child <= 2_500
 
 
 @attrs.define
@@ -457,3 +462,82 @@ async def test_a_fetcher_waiting_for_its_pace_parks(
     assert len(samples) > 60
     assert sum(samples) < 0.1 * len(samples)
     assert_exactly_once(tree.daemon.recorder.records, held(app, [Endpoint.AUTH]))
+
+
+def budgets_alive() -> list[RateBudget]:
+    """Every rate budget alive now."""
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, RateBudget)]
+
+
+async def test_a_fetcher_with_nothing_to_remember_parks_as_its_cursor(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Caught up with no failure and no 429, a parked fetcher keeps no budget.
+
+    It goes on from the cursor it saved at the next poll: records that came
+    meanwhile arrive once.
+    """
+    del autojump_clock
+    app = make_app(LIVE)
+    tree = tree_for(tmp_path, app, msp=False)
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            await tree.start(nursery)
+            await tree.seen.wait_for(len(ENDPOINTS))
+            await trio.sleep(BETWEEN_POLLS)
+            between = budgets_alive()
+            # Three polls later, with new records each time.
+            await tree.seen.wait_for(4 * len(ENDPOINTS))
+            tree.stop.set()
+
+    assert between == []
+    assert_exactly_once(tree.daemon.recorder.records, held(app, ENDPOINTS))
+
+
+async def test_a_fetcher_duo_refused_keeps_its_pace_while_parked(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A budget taught by 429s is kept between polls: the next backlog starts at it."""
+    del autojump_clock
+    spec = attrs.evolve(SMALL, counts={Endpoint.AUTH: 3_000})
+    app = make_app(spec, faults=Faults(rate_limit=2, rate_burst=1))
+    seen = CaughtUpCount()
+    tree = Tree(Daemon(app, config_for(tmp_path, [Endpoint.AUTH]), observer=seen), seen)
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            await tree.start(nursery)
+            await tree.seen.wait_for(1)
+            await trio.sleep(BETWEEN_POLLS)
+            between = budgets_alive()
+            tree.stop.set()
+
+    assert len(between) == 1
+    assert between[0].taught
+    # Paced at about Duo's limit, two a minute, not at a first budget's pace.
+    assert between[0].requests_per_minute < 4
+    assert_exactly_once(tree.daemon.recorder.records, held(app, [Endpoint.AUTH]))
+
+
+async def test_accounts_wait_for_a_running_slot_as_data_not_as_tasks(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A hundred children starting at once are never more account tasks than slots."""
+    del autojump_clock
+    app = make_app(EMPTY, children=make_children(100, seed=37))
+    tree = tree_for(tmp_path, app)
+    bound = RUNNING_PER_PAGE * tree.daemon.config.dls_settings.api.max_pages_in_memory
+    most_accounts = 0
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            await tree.start(nursery)
+            while tree.seen.count < 100 * len(ENDPOINTS):
+                most_accounts = max(most_accounts, count(task_names(), "account "))
+                # Each scheduling round: the start takes no virtual time.
+                await trio.lowlevel.checkpoint()
+            tree.stop.set()
+
+    assert bound < 100
+    # They did run side by side, as many as the slots keep busy (five
+    # fetchers each), and no more than the slots.
+    assert bound // len(ENDPOINTS) <= most_accounts <= bound

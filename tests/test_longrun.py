@@ -178,7 +178,10 @@ async def test_a_week_of_polling_by_a_hundred_fetchers_keeps_memory_flat(
     day, week = samples
     assert duo.calls > 100 * WEEK / poll  # every fetcher polled all week
     assert sender.records > 0
-    assert day.budgets == week.budgets == 100
+    # At most one budget per fetcher: one parked with nothing to remember
+    # keeps none (a new one is made when it resumes).
+    assert day.budgets <= 100
+    assert week.budgets <= 100
     # A served request is remembered for a minute: at most one per budget here.
     assert week.remembered <= week.budgets
     assert week.admin_sent <= 20 * 2

@@ -241,8 +241,50 @@ class Fetching:
         # (a Duo outage at the first start then skips nothing that is still
         # served).  A shorter offset is a fixed point in time.
         follow_floor = self.settings.offset_days >= self.settings.limits.retention_days
-        first = None if follow_floor else self.first_start(endpoint, self.clocks())
+        first = None
+        if cursor is None and not follow_floor:
+            first = self.first_start(endpoint, self.clocks())
         return await _Loop(self, run, cursor, first)(context)
+
+    def resume(self, context: FetcherContext, cursor: Cursor, sent: int) -> _Loop:
+        """Return the loop of a fetcher that parked plainly (``_Plain``).
+
+        It goes on from *cursor* (the one it saved) with a new budget and no
+        failure behind it, as it parked.
+        """
+        run = _Run(
+            context=context,
+            api=self.api_for(context.account),
+            observer=self.observer,
+            budget=RateBudget(rng=self.rng),
+            rng=self.rng,
+            duo_clock=self.duo_clock,
+            admission=self.admission,
+            sent=sent,
+        )
+        return _Loop(self, run, cursor, None)
+
+
+class _Plain:
+    """A fetcher parked with nothing to remember but its cursor.
+
+    Caught up, with no failure and a budget Duo never refused, a fetcher's
+    loop and run (its budget, its Duo client) would only be made again as
+    they are: a parked MSP child keeps, per endpoint, this and its cursor
+    (``docs/scale.md``), and its loop is made again when due.
+    """
+
+    __slots__ = ("cursor", "fetching", "sent")
+
+    def __init__(self, fetching: Fetching, cursor: Cursor, sent: int) -> None:
+        self.fetching = fetching
+        self.cursor = cursor
+        self.sent = sent
+
+    async def __call__(self, context: FetcherContext) -> Parked | None:
+        """Go on for *context* from the cursor saved."""
+        loop = self.fetching.resume(context, self.cursor, self.sent)
+        return await loop(context)
 
 
 @attrs.define(eq=False)
@@ -261,10 +303,18 @@ class _Loop:
     """Where a first start begins; None while it follows the retention floor."""
 
     def park(self) -> Parked:
-        """Tell the poll caught up and park until the next one."""
-        self.run.caught_up()
-        poll = self.fetching.settings.poll_interval
-        return self.parked(trio.current_time() + max(0.0, poll))
+        """Tell the poll caught up and park until the next one.
+
+        A fetcher that has nothing to remember but its cursor (``_Run.plain``)
+        parks as that alone (``_Plain``).
+        """
+        run = self.run
+        run.caught_up()
+        until = trio.current_time() + max(0.0, self.fetching.settings.poll_interval)
+        parked = self.parked(until)
+        if self.cursor is not None and self.first is None and run.plain(until):
+            return Parked(until, _Plain(self.fetching, self.cursor, run.sent))
+        return parked
 
     def parked(self, until: float) -> Parked:
         """Park until *until* (trio's clock), keeping only what will matter then."""
@@ -374,6 +424,22 @@ class _Run:
     def caught_up(self) -> None:
         context = self.context
         self.observer(CaughtUp(context.account, context.endpoint, self.sent))
+
+    def plain(self, until: float) -> bool:
+        """Whether, parked until *until*, nothing but the cursor would matter.
+
+        No failure is being backed off, nothing waits beyond *until*, Duo
+        never refused the budget and it remembers no request served (once
+        parked until *until*): a new budget would decide as this one.
+        """
+        return (
+            self.backoff is None
+            and self.refused is None
+            and self.streak is None
+            and self.resume_at <= until
+            and not self.budget.taught
+            and not self.budget.remembered
+        )
 
     def due(self) -> float:
         """When the next request may go at the earliest (trio's clock)."""

@@ -83,7 +83,7 @@ import attrs
 import trio
 
 from trio_dls.config import Config, Server
-from trio_dls.endpoints import Endpoint
+from trio_dls.endpoints import ENDPOINT_INDEX, Endpoint
 from trio_dls.observe.events import AccountAdded, AccountRemoved
 from trio_dls.siem.formats import LogFormat
 
@@ -97,6 +97,8 @@ DEFAULT_GRACE: Final = 5.0  # seconds; below Docker's 10 s before SIGKILL
 # Fetchers running at once per page that may be held (api.max_pages_in_memory):
 # enough waiting for each ticket that none is ever idle for want of one.
 RUNNING_PER_PAGE: Final = 4
+# Endpoints by their ``ENDPOINT_INDEX``.
+_ENDPOINTS: Final = tuple(ENDPOINT_INDEX)
 
 
 class StopSignal:
@@ -105,6 +107,8 @@ class StopSignal:
     A signal made by ``child`` is set when its parent is: an account's signal
     stops that account alone, the tree's stops them all.
     """
+
+    __slots__ = ("_children", "_event", "_parent", "_scopes", "_set")
 
     def __init__(self) -> None:
         """Start unset, with no scopes registered."""
@@ -357,7 +361,12 @@ class _Due(Generic[T]):
 
     Each entry is (until, turn, item): the turn, a counter, orders items due
     at the same time by arrival and spares comparing the items themselves.
+    A caller may give the turns itself, each unique among the items waiting
+    (an account's fetchers: their endpoints'), and read them back with
+    ``take``: a parked fetcher is then one tuple and its float.
     """
+
+    __slots__ = ("_heap", "_turns")
 
     def __init__(self) -> None:
         """Start empty."""
@@ -373,10 +382,12 @@ class _Due(Generic[T]):
         """When the earliest item is due (infinity when none waits)."""
         return self._heap[0][0] if self._heap else math.inf
 
-    def push(self, until: float, item: T) -> None:
-        """Make *item* due at *until*."""
-        self._turns += 1
-        heapq.heappush(self._heap, (until, self._turns, item))
+    def push(self, until: float, item: T, turn: int | None = None) -> None:
+        """Make *item* due at *until*, after those due then already (or in *turn*)."""
+        if turn is None:
+            self._turns += 1
+            turn = self._turns
+        heapq.heappush(self._heap, (until, turn, item))
 
     @property
     def due(self) -> bool:
@@ -387,9 +398,42 @@ class _Due(Generic[T]):
         """Take the earliest item."""
         return heapq.heappop(self._heap)[2]
 
+    def take(self) -> tuple[int, T]:
+        """Take the earliest item, with its turn."""
+        _, turn, item = heapq.heappop(self._heap)
+        return turn, item
+
     def clear(self) -> None:
         """Forget every item."""
         self._heap.clear()
+
+
+class _Slots:
+    """The fetchers that may run at once, all accounts together (FIFO).
+
+    Without a bound (``None``) every take succeeds at once.
+    """
+
+    __slots__ = ("_semaphore",)
+
+    def __init__(self, bound: int | None) -> None:
+        """Allow *bound* at once (None: any number)."""
+        self._semaphore = trio.Semaphore(bound) if bound else None
+
+    async def take(self, stop: StopSignal) -> bool:
+        """Wait for a slot, in line; False if *stop* came first."""
+        if self._semaphore is None:
+            return True
+        taken = False
+        with stop.cancels():
+            await self._semaphore.acquire()
+            taken = True
+        return taken  # noqa: RET504 - False when the stop cancelled the wait
+
+    def give(self) -> None:
+        """Give a slot back."""
+        if self._semaphore is not None:
+            self._semaphore.release()
 
 
 @attrs.define(eq=False)
@@ -455,8 +499,7 @@ class AccountTree:
         ``routing.max_running`` fetchers run at once, all accounts together
         (None: no bound); the others wait as heap entries of their account.
         """
-        running = routing.max_running
-        self._slots = trio.Semaphore(running) if running else None
+        self._slots = _Slots(routing.max_running)
         self._nursery = nursery
         self._routing = routing
         self._fetcher = fetcher
@@ -483,18 +526,17 @@ class AccountTree:
         if key in self._running or self._stop.is_set:
             return False
         stop = self._stop.child()
-        schedule = _Schedule(stop, self._slots)
+        schedule = _Schedule(account, self._outputs, stop)
         now = trio.current_time()
-        for endpoint, outputs in self._outputs.items():
-            context = FetcherContext(
-                account=account, endpoint=endpoint, outputs=outputs, stop=stop
-            )
-            schedule.park(now, self._fetcher, context)
+        for endpoint in self._outputs:
+            schedule.park(now, self._fetcher, endpoint)
         running = _Running(account, stop, schedule)
         self._running[key] = running
         if self._observer is not None:
             self._observer(AccountAdded(account))
-        self._start(running)
+        # Due now: it starts as the parked ones do, once a slot is free.
+        self._parked.push(now, key)
+        self._wake.set()
         return True
 
     async def remove(self, key: str | None) -> bool:
@@ -523,40 +565,49 @@ class AccountTree:
             await self._changed.wait()
 
     async def run_parked(self) -> None:
-        """Start each parked account's task when it is due, until the stop.
+        """Start each parked (or new) account's task when it is due, until the stop.
 
-        At the stop, the parked accounts end at once: nothing of theirs is
-        in flight, and their cursors are saved.
+        An account's task starts only once a slot is free for its first
+        fetcher, which it is handed: accounts due together wait here as heap
+        entries, not as tasks, so that a thousand children starting at once
+        never are a thousand tasks (nor trio's sets of them, which keep the
+        size they grew to).  At the stop, the parked accounts end at once:
+        nothing of theirs is in flight, and their cursors are saved.
         """
         stop = self._stop
         try:
             while not stop.is_set:
                 await stop.wait_for(self._wake, self._parked.earliest)
                 self._wake = trio.Event()
-                while self._parked.due:
-                    running = self._running.get(self._parked.pop())
-                    # Gone meanwhile, or started again already (a removal
-                    # racing its due time): nothing to do.
-                    if running is not None and not running.active:
-                        self._start(running)
+                while self._parked.due and await self._slots.take(stop):
+                    if not self._start_due():
+                        self._slots.give()
         finally:
             self._parked.clear()
             for running in list(self._running.values()):
                 if not running.active:
                     self._finish(running)
 
-    def _start(self, running: _Running) -> None:
-        running.active = True
-        self._nursery.start_soon(
-            self._run_account, running, name=f"account {running.account.name}"
-        )
+    def _start_due(self) -> bool:
+        """Start the earliest due account, handing it a slot taken; False if none."""
+        while self._parked.due:
+            running = self._running.get(self._parked.pop())
+            # Gone meanwhile, or started again already (a removal racing
+            # its due time): nothing to do.
+            if running is not None and not running.active:
+                running.active = True
+                self._nursery.start_soon(
+                    self._run_account, running, name=f"account {running.account.name}"
+                )
+                return True
+        return False
 
     async def _run_account(self, running: _Running) -> None:
         due: float | None = None
         try:
             running.scope = trio.CancelScope()
             with running.scope:
-                due = await running.schedule.run()
+                due = await running.schedule.run(self._slots)
         finally:
             running.active = False
             running.scope = None
@@ -584,7 +635,8 @@ class _Schedule:
     """One account's fetchers: running in its nursery, or parked until due.
 
     ``run`` is the account task's own loop.  Parked fetchers wait as
-    (context, resume) items of a ``_Due`` heap, at most one per endpoint.
+    (endpoint, resume) items of a ``_Due`` heap, at most one per endpoint;
+    a fetcher's context is made as it starts.
 
     The account's nursery lives only while some fetcher runs: once all are
     parked it closes, and the next due one opens a new one.  A nursery keeps
@@ -592,26 +644,59 @@ class _Schedule:
     neither a nursery nor what its fetchers' tasks left behind in one.
     """
 
-    def __init__(self, stop: StopSignal, slots: trio.Semaphore | None = None) -> None:
-        """Schedule fetchers until *stop*, each holding one of *slots* as it runs."""
+    __slots__ = (
+        "_account",
+        "_held",
+        "_nursery",
+        "_outputs",
+        "_parked",
+        "_running",
+        "_slots",
+        "_stop",
+        "_wake",
+    )
+
+    def __init__(
+        self,
+        account: AccountRef,
+        outputs: Mapping[Endpoint, Outputs],
+        stop: StopSignal,
+    ) -> None:
+        """Schedule *account*'s fetchers until *stop*; *outputs* are the tree's."""
+        self._account = account
+        self._outputs = outputs
         self._stop = stop
-        self._slots = slots
+        # While ``run`` runs only: the slots, and whether one handed over is
+        # still held; a parked account keeps neither, nor an event.
+        self._slots: _Slots | None = None
+        self._held = False
         self._nursery: trio.Nursery | None = None
         self._running = 0
-        self._parked: _Due[tuple[FetcherContext, Fetcher]] = _Due()
-        # While ``run`` runs only: a parked account keeps no event.
+        # Turns are the endpoints' indexes: at most one entry per endpoint.
+        self._parked: _Due[Fetcher] = _Due()
         self._wake: trio.Event | None = None
 
-    def park(self, until: float, fetcher: Fetcher, context: FetcherContext) -> None:
-        """Run *fetcher* for *context* at *until* (trio's clock)."""
-        self._parked.push(until, (context, fetcher))
+    def park(self, until: float, fetcher: Fetcher, endpoint: Endpoint) -> None:
+        """Run *fetcher* for *endpoint* at *until* (trio's clock)."""
+        self._parked.push(until, fetcher, ENDPOINT_INDEX[endpoint])
 
-    async def run(self) -> float | None:
+    async def run(self, slots: _Slots) -> float | None:
         """Run the due fetchers until all are parked; return when the next is due.
 
-        None once none is left (all ended: a stop).  A stop drops the parked
-        ones: they hold no page, and their cursors are saved.
+        Each fetcher holds one of *slots* as it runs; the first is handed over
+        taken (``AccountTree.run_parked``).  None once none is left (all
+        ended: a stop).  A stop drops the parked ones: they hold no page, and
+        their cursors are saved.
         """
+        self._slots, self._held = slots, True
+        try:
+            return await self._run()
+        finally:
+            if self._held:
+                slots.give()
+            self._slots, self._held = None, False
+
+    async def _run(self) -> float | None:
         stop = self._stop
         while self._parked and not stop.is_set:
             if not self._parked.due:
@@ -647,7 +732,14 @@ class _Schedule:
         while self._parked.due:
             if stop.is_set or not await self._take_slot():
                 return
-            context, fetcher = self._parked.pop()
+            index, fetcher = self._parked.take()
+            endpoint = _ENDPOINTS[index]
+            context = FetcherContext(
+                account=self._account,
+                endpoint=endpoint,
+                outputs=self._outputs[endpoint],
+                stop=stop,
+            )
             self._running += 1
             self._nursery.start_soon(
                 self._fetch,
@@ -657,24 +749,23 @@ class _Schedule:
             )
 
     async def _take_slot(self) -> bool:
-        """Wait for a slot (at once without a bound); False if a stop came first."""
-        if self._slots is None:
+        """Take the slot handed over, or wait for one; False if a stop came first."""
+        assert self._slots is not None
+        if self._held:
+            self._held = False
             return True
-        taken = False
-        with self._stop.cancels():
-            await self._slots.acquire()
-            taken = True
-        return taken  # noqa: RET504 - False when the stop cancelled the wait
+        return await self._slots.take(self._stop)
 
     async def _fetch(self, fetcher: Fetcher, context: FetcherContext) -> None:
+        slots = self._slots
+        assert slots is not None
         try:
             parked = await fetcher(context)
         finally:
             self._running -= 1
-            if self._slots is not None:
-                self._slots.release()
+            slots.give()
         if parked is not None:
-            self.park(parked.until, parked.resume, context)
+            self.park(parked.until, parked.resume, context.endpoint)
         if self._wake is not None:  # always, while the nursery is open
             self._wake.set()
 

@@ -120,6 +120,11 @@ class RateBudget:
         )
 
     @property
+    def taught(self) -> bool:
+        """Whether Duo ever refused a request: the pace is no longer the first."""
+        return self._changed_at != float("-inf")
+
+    @property
     def free(self) -> bool:
         """Whether the budget spaces nothing (a shared one not yet refused)."""
         return self.interval == 0.0

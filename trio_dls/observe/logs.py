@@ -37,6 +37,7 @@ module does no I/O of its own beyond ``logging``;
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -138,10 +139,12 @@ def _moved(corrupt: CorruptFile) -> str:
 class _Fetcher:
     """What was said about one (account, endpoint).
 
-    An MSP parent has one per child and endpoint, caught up or not, so it
-    keeps the least: the account and endpoint (shared with the fetcher), the
-    state said last, and a failure report once something failed.  The line's
-    name and fields are made when a line is written.
+    An MSP parent has one per child and endpoint, so it keeps the least:
+    the account and endpoint (shared with the fetcher), the state said last,
+    and a failure report once something failed.  The line's name and fields
+    are made when a line is written.  One caught up, with no run of
+    failures being reported, is not kept at all: its place holds ``_IDLE``,
+    all there is to remember of it.
     """
 
     __slots__ = ("_failures", "account", "endpoint", "state")
@@ -171,6 +174,11 @@ class _Fetcher:
         )
 
     @property
+    def failing(self) -> bool:
+        """Whether failures are being reported (a run of them not ended)."""
+        return self._failures is not None and self._failures.failures > 0
+
+    @property
     def failures(self) -> FailureReport:
         """The failing streak's report (made at the first failure)."""
         if self._failures is None:
@@ -184,13 +192,22 @@ class _Fetcher:
         self.state = state
 
 
+class _Idle(enum.Enum):
+    """The mark of a fetcher caught up, said so, with no failure reported."""
+
+    IDLE = "idle"
+
+
+_IDLE: Final = _Idle.IDLE
+
+
 class LogObserver:
     """The observer that writes today's log lines (see the module docstring)."""
 
     def __init__(self) -> None:
         """Start having said nothing."""
         # Per account, its endpoints' in ``ENDPOINT_INDEX`` order.
-        self._fetchers: dict[AccountRef, list[_Fetcher | None]] = {}
+        self._fetchers: dict[AccountRef, list[_Fetcher | _Idle | None]] = {}
         self._server_reasons: dict[str, str] = {}
         self._clock: ClockState | None = None
         self._list_failures = FailureReport()
@@ -240,9 +257,12 @@ class LogObserver:
             endpoints = self._fetchers[account] = [None] * len(ENDPOINT_INDEX)
         index = ENDPOINT_INDEX[endpoint]
         said = endpoints[index]
-        if said is None:
-            said = endpoints[index] = _Fetcher(account, endpoint)
-        return said
+        if isinstance(said, _Fetcher):
+            return said
+        made = endpoints[index] = _Fetcher(account, endpoint)
+        if said is _IDLE:
+            made.state = "idle"
+        return made
 
     # Fetchers ---------------------------------------------------------------
 
@@ -253,8 +273,12 @@ class LogObserver:
         said.enter("busy", logging.INFO, "fetching a backlog")
 
     def _caught_up(self, event: CaughtUp) -> None:
-        said = self._fetcher(event.account, event.endpoint)
+        account, endpoint = event.account, event.endpoint
+        said = self._fetcher(account, endpoint)
         said.enter("idle", logging.INFO, f"caught up ({event.sent} records sent)")
+        if not said.failing:
+            # Idle, and no failure being reported: nothing else to remember.
+            self._fetchers[account][ENDPOINT_INDEX[endpoint]] = _IDLE
 
     def _rate_limited(self, event: RateLimited) -> None:
         said = self._fetcher(event.account, event.endpoint)
