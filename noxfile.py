@@ -79,7 +79,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def typing(session: nox.Session) -> None:
-    """Type-check the package, the tests and this file with mypy --strict.
+    """Type-check the package, tests, benchmarks and this file with mypy --strict.
 
     On the oldest Python the package supports, and for it.
     """

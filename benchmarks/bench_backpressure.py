@@ -37,6 +37,7 @@ from trio_dls.config import (
     Protocol,
     Secret,
     Server,
+    TcpSettings,
 )
 from trio_dls.endpoints import Endpoint
 from trio_dls.siem.senders import SiemSender, Timing
@@ -60,6 +61,7 @@ def config_for(port: int) -> Config:
         hostname=NonEmptyStr("127.0.0.1"),
         port=Port(port),
         protocol=Protocol.TCP,
+        transport=TcpSettings(),
     )
     return Config(
         version=NonEmptyStr("1.0.0"),

@@ -521,7 +521,7 @@ def per_child_kib(
     mine = sorted((r for r in runs if r.label == label), key=lambda r: r.children)
     if len(mine) < 2 or mine[-1].children == mine[0].children:  # noqa: PLR2004
         return None
-    grown = (getattr(mine[-1], field) - getattr(mine[0], field)) * 1024
+    grown: float = (getattr(mine[-1], field) - getattr(mine[0], field)) * 1024
     return grown / (mine[-1].children - mine[0].children)
 
 
