@@ -522,22 +522,24 @@ async def test_a_fetcher_duo_refused_keeps_its_pace_while_parked(
 async def test_accounts_wait_for_a_running_slot_as_data_not_as_tasks(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """A hundred children starting at once are never more account tasks than slots."""
+    """300 children starting at once are account tasks as the slots allow, not 300."""
     del autojump_clock
-    app = make_app(EMPTY, children=make_children(100, seed=37))
+    children = 300
+    app = make_app(EMPTY, children=make_children(children, seed=37))
     tree = tree_for(tmp_path, app)
     bound = RUNNING_PER_PAGE * tree.daemon.config.dls_settings.api.max_pages_in_memory
     most_accounts = 0
     with trio.fail_after(PATIENCE):
         async with trio.open_nursery() as nursery:
             await tree.start(nursery)
-            while tree.seen.count < 100 * len(ENDPOINTS):
+            while tree.seen.count < children * len(ENDPOINTS):
                 most_accounts = max(most_accounts, count(task_names(), "account "))
                 # Each scheduling round: the start takes no virtual time.
                 await trio.lowlevel.checkpoint()
             tree.stop.set()
 
-    assert bound < 100
+    assert 2 * bound < children
     # They did run side by side, as many as the slots keep busy (five
-    # fetchers each), and no more than the slots.
-    assert bound // len(ENDPOINTS) <= most_accounts <= bound
+    # fetchers each).  An account task holds a slot, but for the moment it
+    # closes its nursery, when the slot is already someone else's.
+    assert bound // len(ENDPOINTS) <= most_accounts <= 2 * bound

@@ -73,6 +73,7 @@ whole tree and leaves ``serve`` in an exception group for the CLI to report.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import logging
 import math
@@ -398,6 +399,10 @@ class _Due(Generic[T]):
         """Take the earliest item."""
         return heapq.heappop(self._heap)[2]
 
+    def times(self) -> Iterator[float]:
+        """When each item is due, in no order."""
+        return (entry[0] for entry in self._heap)
+
     def take(self) -> tuple[int, T]:
         """Take the earliest item, with its turn."""
         _, turn, item = heapq.heappop(self._heap)
@@ -429,6 +434,16 @@ class _Slots:
             await self._semaphore.acquire()
             taken = True
         return taken  # noqa: RET504 - False when the stop cancelled the wait
+
+    def take_now(self) -> bool:
+        """Take a slot if one is free; one is only while nobody waits in line."""
+        if self._semaphore is None:
+            return True
+        try:
+            self._semaphore.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        return True
 
     def give(self) -> None:
         """Give a slot back."""
@@ -565,14 +580,19 @@ class AccountTree:
             await self._changed.wait()
 
     async def run_parked(self) -> None:
-        """Start each parked (or new) account's task when it is due, until the stop.
+        """Hand out the running slots, in turn, until the stop.
 
-        An account's task starts only once a slot is free for its first
-        fetcher, which it is handed: accounts due together wait here as heap
-        entries, not as tasks, so that a thousand children starting at once
-        never are a thousand tasks (nor trio's sets of them, which keep the
-        size they grew to).  At the stop, the parked accounts end at once:
-        nothing of theirs is in flight, and their cursors are saved.
+        Each entry of the tree's heap is an account wanting a slot at a given
+        time: a parked (or new) account, for its earliest fetcher, or a
+        running one, for a due fetcher beyond the slots it holds.  Once a
+        slot is free, the earliest entry gets it: a parked account's task
+        starts and is handed it; a running account starts its fetcher with
+        it (``_Schedule.grant``).  So fetchers get slots first come, first
+        served, across accounts, and no account waits for one as a task: a
+        thousand children starting at once are never a thousand tasks (nor
+        trio's sets of them, which keep the size they grew to).  At the
+        stop, the parked accounts end at once: nothing of theirs is in
+        flight, and their cursors are saved.
         """
         stop = self._stop
         try:
@@ -580,7 +600,7 @@ class AccountTree:
                 await stop.wait_for(self._wake, self._parked.earliest)
                 self._wake = trio.Event()
                 while self._parked.due and await self._slots.take(stop):
-                    if not self._start_due():
+                    if not self._hand_slot():
                         self._slots.give()
         finally:
             self._parked.clear()
@@ -588,34 +608,48 @@ class AccountTree:
                 if not running.active:
                     self._finish(running)
 
-    def _start_due(self) -> bool:
-        """Start the earliest due account, handing it a slot taken; False if none."""
+    def _hand_slot(self) -> bool:
+        """Hand a slot taken to the earliest due entry that can use it."""
         while self._parked.due:
             running = self._running.get(self._parked.pop())
-            # Gone meanwhile, or started again already (a removal racing
-            # its due time): nothing to do.
-            if running is not None and not running.active:
+            if running is None:
+                continue  # gone meanwhile
+            if running.active:
+                if running.schedule.grant():
+                    return True
+            elif running.schedule.due:
                 running.active = True
                 self._nursery.start_soon(
                     self._run_account, running, name=f"account {running.account.name}"
                 )
                 return True
+            # Otherwise a slot asked for by a run that has ended: the
+            # account's entry for its next due time is in the heap too.
         return False
+
+    def _want_slot(self, key: str | None) -> None:
+        """The running account *key* has a fetcher due beyond its slots."""
+        self._parked.push(trio.current_time(), key)
+        self._wake.set()
 
     async def _run_account(self, running: _Running) -> None:
         due: float | None = None
+        key = account_key(running.account)
         try:
             running.scope = trio.CancelScope()
             with running.scope:
-                due = await running.schedule.run(self._slots)
+                due = await running.schedule.run(
+                    self._slots, functools.partial(self._want_slot, key)
+                )
         finally:
             running.active = False
             running.scope = None
             if due is None or running.stop.is_set:
                 self._finish(running)
             else:
-                # Every fetcher parked: so is the account, until *due*.
-                self._parked.push(due, account_key(running.account))
+                # Every fetcher parked (or waits for a slot): so is the
+                # account, until *due*.
+                self._parked.push(due, key)
                 self._wake.set()
 
     def _finish(self, running: _Running) -> None:
@@ -646,6 +680,8 @@ class _Schedule:
 
     __slots__ = (
         "_account",
+        "_ask",
+        "_asked",
         "_held",
         "_nursery",
         "_outputs",
@@ -666,10 +702,13 @@ class _Schedule:
         self._account = account
         self._outputs = outputs
         self._stop = stop
-        # While ``run`` runs only: the slots, and whether one handed over is
-        # still held; a parked account keeps neither, nor an event.
+        # While ``run`` runs only: the slots, how to ask for one, how many
+        # handed over are not yet used and how many were asked for; a parked
+        # account keeps none of it, nor an event.
         self._slots: _Slots | None = None
-        self._held = False
+        self._ask: Callable[[], None] | None = None
+        self._held = 0
+        self._asked = 0
         self._nursery: trio.Nursery | None = None
         self._running = 0
         # Turns are the endpoints' indexes: at most one entry per endpoint.
@@ -680,58 +719,97 @@ class _Schedule:
         """Run *fetcher* for *endpoint* at *until* (trio's clock)."""
         self._parked.push(until, fetcher, ENDPOINT_INDEX[endpoint])
 
-    async def run(self, slots: _Slots) -> float | None:
-        """Run the due fetchers until all are parked; return when the next is due.
+    @property
+    def due(self) -> bool:
+        """Whether a parked fetcher is due."""
+        return self._parked.due
 
-        Each fetcher holds one of *slots* as it runs; the first is handed over
-        taken (``AccountTree.run_parked``).  None once none is left (all
-        ended: a stop).  A stop drops the parked ones: they hold no page, and
-        their cursors are saved.
+    async def run(self, slots: _Slots, ask: Callable[[], None]) -> float | None:
+        """Run the due fetchers, each holding one of *slots*, until all are parked.
+
+        The account's task is started holding one slot, for its first
+        fetcher; for each further due fetcher it calls *ask*, and the tree
+        hands it a slot in turn (``grant``).  Returns when the account is due
+        next: its earliest fetcher's time, or now if fetchers are due but
+        none runs (it queues again, behind the others).  None once none is
+        left (all ended: a stop).  A stop drops the parked ones: they hold
+        no page, and their cursors are saved.
         """
-        self._slots, self._held = slots, True
+        self._slots, self._ask, self._held, self._asked = slots, ask, 1, 0
         try:
             return await self._run()
         finally:
-            if self._held:
+            for _ in range(self._held):
                 slots.give()
-            self._slots, self._held = None, False
+            self._slots = self._ask = None
+            self._held = self._asked = 0
+
+    def grant(self) -> bool:
+        """Take a slot the tree hands over and start a due fetcher; False if none is.
+
+        A slot asked for may come after the need passed (the fetcher
+        started with another, or the account stops): the tree then gives it
+        to the next in line.
+        """
+        self._asked = max(0, self._asked - 1)
+        if self._nursery is None or self._stop.is_set or not self._parked.due:
+            return False
+        self._held += 1
+        self._start_due()
+        return True
 
     async def _run(self) -> float | None:
         stop = self._stop
         while self._parked and not stop.is_set:
             if not self._parked.due:
                 return self._parked.earliest
+            if not self._held:
+                return trio.current_time()  # due, but no slot: in line again
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._wake = trio.Event()
-                await self._start_due()
-                while self._running and not stop.is_set:
-                    # Until the earliest parked fetcher is due, or a running
-                    # one parks or ends (each ends at the stop, within the
-                    # grace), so this wait is bounded either way.
-                    await stop.wait_for(self._wake, self._parked.earliest)
-                    self._wake = trio.Event()
-                    await self._start_due()
+                try:
+                    self._start_due()
+                    while self._running and not stop.is_set:
+                        # Until a fetcher not yet due is, or a running one
+                        # parks or ends (each ends at the stop, within the
+                        # grace), or a slot is granted: bounded either way.
+                        await stop.wait_for(self._wake, self._next_due())
+                        self._wake = trio.Event()
+                        self._start_due()
+                finally:
+                    # Closing (or cancelled): no slot granted from here on
+                    # may start a fetcher in it.
+                    self._nursery = self._wake = None
             # Closed: not even this frame may keep it.
-            self._nursery = self._wake = None
             del nursery
         self._parked.clear()
         return None
 
-    async def _start_due(self) -> None:
-        """Start, in the open nursery, every parked fetcher that is due.
+    def _next_due(self) -> float:
+        """When the earliest fetcher not yet due is (those due wait for a slot)."""
+        now = trio.current_time()
+        return min((t for t in self._parked.times() if t > now), default=math.inf)
 
-        Each takes a slot first, waiting in line with every account's: the
-        wait is the account task's, so a fetcher waiting for a slot is a heap
-        entry, not a task.  It is bounded by the fetchers running, which all
-        give their slot back when they park (any wait longer than a moment
-        parks) or end.
+    def _start_due(self) -> None:
+        """Start, in the open nursery, the due fetchers the slots allow.
+
+        Each takes a slot held, or one free (only while nobody waits for
+        one).  For each due fetcher beyond them a slot is asked for, once: it waits
+        in line with every account's, as a heap entry of the tree, not as a
+        task.  The wait is bounded by the fetchers running, which all give
+        their slot back when they park (any wait longer than a moment parks)
+        or end.
         """
         assert self._nursery is not None
         stop = self._stop
-        while self._parked.due:
-            if stop.is_set or not await self._take_slot():
-                return
+        if stop.is_set:
+            return
+        slots = self._slots
+        assert slots is not None
+        while self._parked.due and (self._held or slots.take_now()):
+            if self._held:
+                self._held -= 1
             index, fetcher = self._parked.take()
             endpoint = _ENDPOINTS[index]
             context = FetcherContext(
@@ -747,14 +825,12 @@ class _Schedule:
                 context,
                 name=f"fetcher {context.account.name}/{context.endpoint}",
             )
-
-    async def _take_slot(self) -> bool:
-        """Take the slot handed over, or wait for one; False if a stop came first."""
-        assert self._slots is not None
-        if self._held:
-            self._held = False
-            return True
-        return await self._slots.take(self._stop)
+        now = trio.current_time()
+        waiting = sum(t <= now for t in self._parked.times())
+        assert self._ask is not None
+        while self._asked < waiting:
+            self._asked += 1
+            self._ask()
 
     async def _fetch(self, fetcher: Fetcher, context: FetcherContext) -> None:
         slots = self._slots
