@@ -93,6 +93,7 @@ def bench(session: nox.Session) -> None:
     install(session)
     session.run("python", "benchmarks/bench_backpressure.py", *session.posargs)
     session.run("python", "benchmarks/bench_catchup.py")
+    session.run("python", "benchmarks/bench_throughput.py")
     session.run("python", "benchmarks/bench_msp_scale.py")
     session.run("python", "benchmarks/bench_pacing.py")
     # Idle memory before and after c4ed47d, which took the fake Duo API out of

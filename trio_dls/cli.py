@@ -54,7 +54,7 @@ from trio_dls.observe.progress import DEFAULT_INTERVAL, ProgressMode, choose_mod
 from trio_dls.online import check_online
 from trio_dls.service import reload_request
 from trio_dls.service.memory import limit_malloc_arenas
-from trio_dls.siem.formats import SyslogHeader
+from trio_dls.siem.formats import JsonStyle, LogFormat, SyslogHeader
 from trio_dls.supervisor import DEFAULT_GRACE
 
 if TYPE_CHECKING:
@@ -618,7 +618,13 @@ def describe(config: Config) -> str:
     ]
     if account.ca_certs:
         lines.append(f"             Duo API trusted via {account.ca_certs}")
-    lines.append(f"format:      {settings.log_format.upper()}")
+    json_style = (
+        " (compact)"
+        if settings.log_format is LogFormat.JSON
+        and settings.json_style is JsonStyle.COMPACT
+        else ""
+    )
+    lines.append(f"format:      {settings.log_format.upper()}{json_style}")
     lines.append("servers:")
     for server in config.servers:
         transport = str(server.protocol)

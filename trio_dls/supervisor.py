@@ -86,7 +86,7 @@ import trio
 from trio_dls.config import Config, Server
 from trio_dls.endpoints import ENDPOINT_INDEX, Endpoint
 from trio_dls.observe.events import AccountAdded, AccountRemoved
-from trio_dls.siem.formats import LogFormat
+from trio_dls.siem.formats import JsonStyle, LogFormat
 
 if TYPE_CHECKING:
     from trio_dls.observe.observer import Observer
@@ -295,6 +295,7 @@ class Routing:
     log_format: LogFormat
     max_running: int | None = None
     """The most fetchers running at once, all accounts together (None: no bound)."""
+    json_style: JsonStyle = JsonStyle.DLS
 
     @classmethod
     def from_config(cls, config: Config) -> Routing:
@@ -306,6 +307,7 @@ class Routing:
             servers=tuple(s for s in config.servers if s.id in mapped),
             endpoints=endpoints,
             log_format=config.dls_settings.log_format,
+            json_style=config.dls_settings.json_style,
             max_running=RUNNING_PER_PAGE * config.dls_settings.api.max_pages_in_memory,
         )
 
@@ -327,6 +329,7 @@ class SenderContext:
     server: Server
     log_format: LogFormat
     deliveries: trio.MemoryReceiveChannel[Delivery]
+    json_style: JsonStyle = JsonStyle.DLS
 
 
 @attrs.frozen
@@ -942,7 +945,10 @@ async def _run_tree(  # noqa: PLR0917 - a private step of serve
             tree.start_soon(
                 sender,
                 SenderContext(
-                    server=server, log_format=routing.log_format, deliveries=receive
+                    server=server,
+                    log_format=routing.log_format,
+                    json_style=routing.json_style,
+                    deliveries=receive,
                 ),
                 name=f"sender {server.id}",
             )

@@ -33,7 +33,7 @@ from trio_dls.config import (
     load_config_text,
 )
 from trio_dls.endpoints import Endpoint
-from trio_dls.siem.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.siem.formats import Facility, JsonStyle, LogFormat, SyslogHeader
 from trio_dls.siem.framing import Framing, OversizePolicy
 
 CONFIGS = Path(__file__).parent / "files"
@@ -176,6 +176,7 @@ def test_minimal_config_takes_dls_defaults(env: Environment) -> None:
     settings = load_config_text(text, "c.yml", env).dls_settings
     assert settings.log_filepath == "/tmp/duologsync.log"
     assert settings.log_format is LogFormat.JSON
+    assert settings.json_style is JsonStyle.DLS
     assert (settings.api.offset, settings.api.timeout) == (180.0, 120.0)
     assert settings.checkpointing.enabled is True
     assert settings.checkpointing.directory == "/home/dls/.local/state/trio-dls"
@@ -387,6 +388,14 @@ def test_msp_api_host_is_read_in_any_case(
         f"  is_msp: true\n  msp_api_host: {written}\n  endpoint_server_mappings:",
     )
     assert expected is load_config_text(text, "config.yml", env).account.msp_api_host
+
+
+@pytest.mark.parametrize("written", ["compact", "COMPACT", "'Compact'"])
+def test_json_style_is_read_in_any_case(env: Environment, written: str) -> None:
+    """``dls_settings.json_style`` picks how JSON is written."""
+    text = edit("log_format: JSON", f"log_format: JSON\n  json_style: {written}")
+    config = load_config_text(text, "config.yml", env)
+    assert config.dls_settings.json_style is JsonStyle.COMPACT
 
 
 def test_ca_certs_is_resolved_next_to_the_config(
@@ -774,6 +783,11 @@ BROKEN = {
             "  msp_refresh_interval: hourly\n  endpoint_server_mappings:",
         ),
         "config.yml:19: account.msp_refresh_interval: expected a number, got 'hourly'",
+    ),
+    "unknown json_style": (
+        edit("log_format: JSON", "log_format: JSON\n  json_style: tight"),
+        "config.yml:4: dls_settings.json_style: expected one of dls, compact, "
+        "got 'tight'",
     ),
     "unknown msp_api_host": (
         edit(

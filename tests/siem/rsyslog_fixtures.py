@@ -37,7 +37,7 @@ from trio_dls.config import (
     Server,
 )
 from trio_dls.endpoints import Endpoint
-from trio_dls.siem.formats import LogFormat
+from trio_dls.siem.formats import JsonStyle, LogFormat
 from trio_dls.siem.senders import SiemSender, Timing
 from trio_dls.supervisor import (
     AccountRef,
@@ -86,7 +86,11 @@ def make_server(
     )
 
 
-def make_config(server: Server, log_format: LogFormat = LogFormat.JSON) -> Config:
+def make_config(
+    server: Server,
+    log_format: LogFormat = LogFormat.JSON,
+    json_style: JsonStyle = JsonStyle.DLS,
+) -> Config:
     """A config whose auth endpoint is mapped to *server* alone."""
     return Config(
         version=NonEmptyStr("1.0.0"),
@@ -99,7 +103,7 @@ def make_config(server: Server, log_format: LogFormat = LogFormat.JSON) -> Confi
             ),
             skey=Secret("s" * 40),
         ),
-        dls_settings=DlsSettings(log_format=log_format),
+        dls_settings=DlsSettings(log_format=log_format, json_style=json_style),
     )
 
 
@@ -182,11 +186,12 @@ async def deliver_all(
     siem_sender: SiemSender | None = None,
     *,
     log_format: LogFormat = LogFormat.JSON,
+    json_style: JsonStyle = JsonStyle.DLS,
 ) -> PageFeeder:
     """Run the real ``serve`` until *pages* are all acknowledged by the sender."""
     feeder = PageFeeder(pages)
     await serve(
-        make_config(server, log_format),
+        make_config(server, log_format, json_style),
         shutdown_trigger=feeder.finished.wait,
         fetcher=feeder,
         sender=siem_sender or sender(),

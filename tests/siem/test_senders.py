@@ -12,6 +12,7 @@ clock.  Nothing sleeps in real time.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import socket
 import ssl
@@ -41,7 +42,12 @@ from trio_dls.endpoints import Endpoint
 from trio_dls.errors import FatalError
 from trio_dls.observe import Counters, Fanout, LogObserver
 from trio_dls.siem import senders, transports
-from trio_dls.siem.formats import LogFormat, MessageSettings, format_message
+from trio_dls.siem.formats import (
+    JsonStyle,
+    LogFormat,
+    MessageSettings,
+    format_message,
+)
 from trio_dls.siem.framing import (
     DatagramCounters,
     Framing,
@@ -150,6 +156,26 @@ async def test_tcp_pages_arrive_whole_and_in_order(
     assert feeder.delivered == 5
     assert expected_stream(pages, framing) == receiver.data
     assert len(receiver.connections) == 1
+
+
+async def test_tcp_pages_arrive_as_compact_json_with_json_style_compact(
+    nursery: trio.Nursery,
+) -> None:
+    """``json_style: compact`` reaches the receiver: fewer bytes, the same records."""
+    receiver, port = await start_tcp_receiver(nursery)
+    pages = pages_of(3, 20)
+    compact = expected_stream(pages, json_style=JsonStyle.COMPACT)
+    with trio.fail_after(LIMIT):
+        await deliver_all(make_server(port), pages, json_style=JsonStyle.COMPACT)
+        await receiver.wait_for(lambda r: len(r.data) >= len(compact))
+
+    assert compact == receiver.data
+    assert len(compact) < len(expected_stream(pages))
+    lines = receiver.data.splitlines()
+    assert [json.loads(line) for line in lines] == [
+        json.loads(line) for line in expected_stream(pages).splitlines()
+    ]
+    assert b", " not in lines[0]
 
 
 @pytest.mark.usefixtures("send_queue")

@@ -52,7 +52,7 @@ from trio_dls.config.model import (
 )
 from trio_dls.config.problems import KeyPath, Problem, ProblemKind
 from trio_dls.endpoints import Endpoint
-from trio_dls.siem.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.siem.formats import Facility, JsonStyle, LogFormat, SyslogHeader
 from trio_dls.siem.framing import MIN_UDP_MAX_SIZE, Framing, OversizePolicy
 
 if TYPE_CHECKING:
@@ -376,6 +376,7 @@ def make_converter() -> cattrs.Converter:
         (OversizePolicy, False),
         (MspApiHost, False),
         (LogLevel, False),
+        (JsonStyle, False),
     ]
     for cls, upper in enums:
         converter.register_structure_hook(cls, _enum_hook(cls, upper=upper))

@@ -16,7 +16,7 @@ from typing import Final, NewType
 import attrs
 
 from trio_dls.endpoints import Endpoint
-from trio_dls.siem.formats import Facility, LogFormat, SyslogHeader
+from trio_dls.siem.formats import Facility, JsonStyle, LogFormat, SyslogHeader
 from trio_dls.siem.framing import (
     DEFAULT_OVERSIZE_POLICY,
     DEFAULT_UDP_MAX_SIZE,
@@ -229,6 +229,8 @@ class DlsSettings:
     # on Linux); the loader replaces it (see ``default_log_file``).
     log_filepath: str = ""
     log_format: LogFormat = LogFormat.JSON
+    # Extension: how JSON is written (trio_dls.siem.formats.JsonStyle).
+    json_style: JsonStyle = JsonStyle.DLS
     log_level: LogLevel = LogLevel.INFO
     api: Api = Api()
     checkpointing: Checkpointing = Checkpointing()

@@ -246,6 +246,7 @@ class SiemSender:
             return MessageSettings(
                 hostname=name,
                 log_format=context.log_format,
+                json_style=context.json_style,
                 syslog_header=server.syslog_header,
                 facility=server.syslog_facility,
             )

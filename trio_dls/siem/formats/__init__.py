@@ -13,6 +13,7 @@ datagram is ``trio_dls.siem.framing``.
 from __future__ import annotations
 
 from trio_dls.siem.formats.message import (
+    JsonStyle,
     LogFormat,
     MessageSettings,
     format_message,
@@ -23,6 +24,7 @@ from trio_dls.siem.formats.syslog import Facility, Severity, SyslogHeader
 
 __all__ = [
     "Facility",
+    "JsonStyle",
     "LogFormat",
     "MessageSettings",
     "Rendered",

@@ -23,7 +23,7 @@ import attrs
 
 from trio_dls.siem.formats.cef import DEVICE_VERSION, render_cef
 from trio_dls.siem.formats.eventtime import Record, read_event_time
-from trio_dls.siem.formats.jsonlines import render_json
+from trio_dls.siem.formats.jsonlines import render_compact_json, render_json
 from trio_dls.siem.formats.repair import Rendered
 from trio_dls.siem.formats.syslog import (
     DEFAULT_FACILITY,
@@ -48,6 +48,15 @@ class LogFormat(enum.StrEnum):
     CEF = "cef"
 
 
+class JsonStyle(enum.StrEnum):
+    """How JSON is written (``dls_settings.json_style``, an extension)."""
+
+    DLS = "dls"
+    """Byte for byte as duo_log_sync: ASCII, ``", "`` and ``": "``."""
+    COMPACT = "compact"
+    """No spaces, UTF-8: the same values in fewer bytes."""
+
+
 def _valid_hostname(_instance: object, _attribute: object, value: str) -> None:
     check_hostname(value)
 
@@ -63,6 +72,7 @@ class MessageSettings:
 
     hostname: str = attrs.field(validator=_valid_hostname)
     log_format: LogFormat = LogFormat.JSON
+    json_style: JsonStyle = JsonStyle.DLS
     syslog_header: SyslogHeader = SyslogHeader.NONE
     facility: Facility = DEFAULT_FACILITY
     severity: Severity = DEFAULT_SEVERITY
@@ -88,6 +98,8 @@ def render_message(
     """
     if settings.log_format is LogFormat.CEF:
         body = render_cef(record, endpoint, device_version=settings.device_version)
+    elif settings.json_style is JsonStyle.COMPACT:
+        body = render_compact_json(record)
     else:
         body = render_json(record)
     repairs = list(body.repairs)
