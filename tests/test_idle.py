@@ -543,3 +543,40 @@ async def test_accounts_wait_for_a_running_slot_as_data_not_as_tasks(
     # fetchers each).  An account task holds a slot, but for the moment it
     # closes its nursery, when the slot is already someone else's.
     assert bound // len(ENDPOINTS) <= most_accounts <= 2 * bound
+
+
+@attrs.define
+class StartOrder:
+    """A fetcher wrapper noting the account of each fetcher as it starts."""
+
+    inner: Fetching
+    accounts: list[str | None] = attrs.Factory(list)
+
+    async def __call__(self, context: FetcherContext) -> Parked | None:
+        """Note *context*'s account, then fetch (its resumption is not noted)."""
+        self.accounts.append(context.account.account_id)
+        return await self.inner(context)
+
+
+async def test_slots_go_to_the_accounts_in_line_first(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Forty children, 64 slots for 200 fetchers: each child starts one before any two.
+
+    A slot set free while accounts wait in line goes to the earliest of
+    them, not to a running account whose other fetchers are due.
+    """
+    del autojump_clock
+    children = 40
+    app = make_app(EMPTY, children=make_children(children, seed=38))
+    tree = tree_for(tmp_path, app)
+    order = StartOrder(tree.daemon.fetching())
+    tree.fetcher = order  # type: ignore[assignment]
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            await tree.start(nursery)
+            await tree.seen.wait_for(children * len(ENDPOINTS))
+            tree.stop.set()
+
+    assert len(order.accounts) == children * len(ENDPOINTS)
+    assert len(set(order.accounts[:children])) == children

@@ -419,14 +419,17 @@ class _Due(Generic[T]):
 class _Slots:
     """The fetchers that may run at once, all accounts together (FIFO).
 
-    Without a bound (``None``) every take succeeds at once.
+    Without a bound (``None``) every take succeeds at once.  *line* is the
+    tree's heap of accounts waiting for a slot: while one is due there, a
+    slot set free goes to it, never to a running account that asks first.
     """
 
-    __slots__ = ("_semaphore",)
+    __slots__ = ("_line", "_semaphore")
 
-    def __init__(self, bound: int | None) -> None:
-        """Allow *bound* at once (None: any number)."""
+    def __init__(self, bound: int | None, line: _Due[Any] | None = None) -> None:
+        """Allow *bound* at once (None: any number), *line* served first."""
         self._semaphore = trio.Semaphore(bound) if bound else None
+        self._line = line
 
     async def take(self, stop: StopSignal) -> bool:
         """Wait for a slot, in line; False if *stop* came first."""
@@ -439,9 +442,13 @@ class _Slots:
         return taken  # noqa: RET504 - False when the stop cancelled the wait
 
     def take_now(self) -> bool:
-        """Take a slot if one is free; one is only while nobody waits in line."""
+        """Take a slot if one is free and nobody waits in line for one."""
         if self._semaphore is None:
             return True
+        if self._line is not None and self._line.due:
+            # A slot given back in the same turn as another is free for a
+            # moment, before the tree takes it for the earliest in line.
+            return False
         try:
             self._semaphore.acquire_nowait()
         except trio.WouldBlock:
@@ -517,7 +524,8 @@ class AccountTree:
         ``routing.max_running`` fetchers run at once, all accounts together
         (None: no bound); the others wait as heap entries of their account.
         """
-        self._slots = _Slots(routing.max_running)
+        self._parked: _Due[str | None] = _Due()
+        self._slots = _Slots(routing.max_running, self._parked)
         self._nursery = nursery
         self._routing = routing
         self._fetcher = fetcher
@@ -530,7 +538,6 @@ class AccountTree:
             endpoint: Outputs({server_id: inputs[server_id] for server_id in ids})
             for endpoint, ids in routing.endpoints.items()
         }
-        self._parked: _Due[str | None] = _Due()
         self._wake = trio.Event()
 
     @property
@@ -798,7 +805,8 @@ class _Schedule:
         """Start, in the open nursery, the due fetchers the slots allow.
 
         Each takes a slot held, or one free (only while nobody waits for
-        one).  For each due fetcher beyond them a slot is asked for, once: it waits
+        one).  For the due fetchers beyond them one slot is asked for at a
+        time, so that fetchers take turns across accounts: the ask waits
         in line with every account's, as a heap entry of the tree, not as a
         task.  The wait is bounded by the fetchers running, which all give
         their slot back when they park (any wait longer than a moment parks)
@@ -828,11 +836,11 @@ class _Schedule:
                 context,
                 name=f"fetcher {context.account.name}/{context.endpoint}",
             )
-        now = trio.current_time()
-        waiting = sum(t <= now for t in self._parked.times())
         assert self._ask is not None
-        while self._asked < waiting:
-            self._asked += 1
+        if self._parked.due and not self._asked:
+            # One place in line at a time: once granted, the next due
+            # fetcher asks again, behind every other account's.
+            self._asked = 1
             self._ask()
 
     async def _fetch(self, fetcher: Fetcher, context: FetcherContext) -> None:
