@@ -13,11 +13,7 @@ import math
 import hypothesis
 from hypothesis import strategies as st
 
-from tests.siem.formats.test_jsonlines import (
-    DEEPER_THAN_ANY_ENCODER,
-    RECORD,
-    strict_loads,
-)
+from tests.siem.formats.test_jsonlines import RECORD, strict_loads, too_deep
 from trio_dls.endpoints import Endpoint
 from trio_dls.siem.formats import JsonStyle, MessageSettings, render_message
 from trio_dls.siem.formats.jsonlines import render_compact_json, render_json
@@ -94,12 +90,7 @@ def test_what_orjson_refuses_is_written_repaired_as_the_default_does() -> None:
 
 def test_nesting_too_deep_is_cut_as_the_default_does() -> None:
     """A list nested 20,000 deep is cut at 100 levels, as in the default style."""
-    nested: list[object] = []
-    innermost = nested
-    for _ in range(DEEPER_THAN_ANY_ENCODER):
-        innermost.append([])
-        innermost = innermost[0]  # type: ignore[assignment]
-    record = {"txid": "t1", "deep": nested}
+    record = {"txid": "t1", "deep": too_deep()}
     expected = b'{"txid":"t1","deep":' + b"[" * 99 + b"null" + b"]" * 99 + b"}"
     assert expected == render_compact_json(record).data
 

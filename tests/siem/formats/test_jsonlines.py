@@ -107,18 +107,23 @@ def test_an_integer_too_long_for_str_is_written_as_null() -> None:
 DEEPER_THAN_ANY_ENCODER = 20_000
 
 
+def too_deep() -> list[object]:
+    """A list nested ``DEEPER_THAN_ANY_ENCODER`` levels deep."""
+    nested: list[object] = []
+    innermost = nested
+    for _ in range(DEEPER_THAN_ANY_ENCODER):
+        innermost.append([])
+        innermost = innermost[0]  # type: ignore[assignment]
+    return nested
+
+
 def test_nesting_too_deep_to_encode_is_cut() -> None:
     """A list nested 20,000 deep (json.dumps recurses out) is cut at 100 levels.
 
     How deep json.dumps goes depends on the Python: 3.11 gives up below
     1,000 levels, 3.13 above 5,000; 20,000 is too deep for each of them.
     """
-    nested: list[object] = []
-    innermost = nested
-    for _ in range(DEEPER_THAN_ANY_ENCODER):
-        innermost.append([])
-        innermost = innermost[0]  # type: ignore[assignment]
-    record = {"txid": "t1", "deep": nested}
+    record = {"txid": "t1", "deep": too_deep()}
     expected = b'{"txid": "t1", "deep": ' + b"[" * 99 + b"null" + b"]" * 99 + b"}"
     assert expected == json_message(record)
 
