@@ -81,7 +81,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -131,6 +131,7 @@ WAIT: Final = 60.0  # seconds; a bound on the daemon's start and stop
 POLL: Final = 120  # api.timeout: the poll interval once caught up
 TICK: Final = os.sysconf("SC_CLK_TCK")
 Key = tuple[str, Endpoint, str]
+S = TypeVar("S", bound=socketserver.BaseServer)
 
 
 # -- the SIEM ---------------------------------------------------------------
@@ -179,16 +180,20 @@ class _Keep(socketserver.StreamRequestHandler):
 
 
 @contextlib.contextmanager
-def listening() -> Iterator[Siem]:
-    """Serve a ``Siem`` from a thread for the duration of the block."""
-    siem = Siem()
-    thread = threading.Thread(target=siem.serve_forever, daemon=True)
+def serving(server: S) -> Iterator[S]:
+    """Serve *server* from a thread for the duration of the block."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield siem
+        yield server
     finally:
-        siem.shutdown()
-        siem.server_close()
+        server.shutdown()
+        server.server_close()
+
+
+def listening() -> contextlib.AbstractContextManager[Siem]:
+    """Serve a ``Siem`` from a thread for the duration of the block."""
+    return serving(Siem())
 
 
 # -- the fake Duo -------------------------------------------------------------

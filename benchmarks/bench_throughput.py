@@ -51,12 +51,12 @@ import trustme
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_idle_rss import rss_mib
-from benchmarks.bench_msp_scale import cpu_seconds
+from benchmarks.bench_msp_scale import cpu_seconds, serving
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuo, FakeDuoConfig, serve_in_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
 HERE: Final = Path(__file__).resolve().parent
 SAMPLE_EVERY: Final = 0.02
@@ -141,17 +141,11 @@ class _Count(socketserver.StreamRequestHandler):
                     self.server.last_at = time.monotonic()
 
 
-@contextlib.contextmanager
-def listening(context: ssl.SSLContext | None) -> Iterator[Listener]:
+def listening(
+    context: ssl.SSLContext | None,
+) -> contextlib.AbstractContextManager[Listener]:
     """Serve a ``Listener`` from a thread for the duration of the block."""
-    listener = Listener(context)
-    thread = threading.Thread(target=listener.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield listener
-    finally:
-        listener.shutdown()
-        listener.server_close()
+    return serving(Listener(context))
 
 
 # -- the contenders -----------------------------------------------------------

@@ -226,15 +226,7 @@ class Fetching:
     async def __call__(self, context: FetcherContext) -> Parked | None:
         """Fetch (account, endpoint) of *context* until caught up or told to stop."""
         account, endpoint = context.account, context.endpoint
-        run = _Run(
-            context=context,
-            api=self.api_for(account),
-            observer=self.observer,
-            budget=RateBudget(rng=self.rng),
-            rng=self.rng,
-            duo_clock=self.duo_clock,
-            admission=self.admission,
-        )
+        run = self.new_run(context)
         cursor = await self.store.load(endpoint, account.account_id)
         # An offset that reaches Duo's retention means "all Duo has": until a
         # first page is in, the start follows the retention floor as it moves
@@ -246,13 +238,9 @@ class Fetching:
             first = self.first_start(endpoint, self.clocks())
         return await _Loop(self, run, cursor, first)(context)
 
-    def resume(self, context: FetcherContext, cursor: Cursor, sent: int) -> _Loop:
-        """Return the loop of a fetcher that parked plainly (``_Plain``).
-
-        It goes on from *cursor* (the one it saved) with a new budget and no
-        failure behind it, as it parked.
-        """
-        run = _Run(
+    def new_run(self, context: FetcherContext, sent: int = 0) -> _Run:
+        """A run for *context*: a first budget, no failure, *sent* records so far."""
+        return _Run(
             context=context,
             api=self.api_for(context.account),
             observer=self.observer,
@@ -262,7 +250,6 @@ class Fetching:
             admission=self.admission,
             sent=sent,
         )
-        return _Loop(self, run, cursor, None)
 
 
 class _Plain:
@@ -283,8 +270,9 @@ class _Plain:
 
     async def __call__(self, context: FetcherContext) -> Parked | None:
         """Go on for *context* from the cursor saved."""
-        loop = self.fetching.resume(context, self.cursor, self.sent)
-        return await loop(context)
+        fetching = self.fetching
+        run = fetching.new_run(context, self.sent)
+        return await _Loop(fetching, run, self.cursor, None)(context)
 
 
 @attrs.define(eq=False)
@@ -311,10 +299,10 @@ class _Loop:
         run = self.run
         run.caught_up()
         until = trio.current_time() + max(0.0, self.fetching.settings.poll_interval)
-        parked = self.parked(until)
+        run.budget.parked(until)
         if self.cursor is not None and self.first is None and run.plain(until):
             return Parked(until, _Plain(self.fetching, self.cursor, run.sent))
-        return parked
+        return Parked(until, self)
 
     def parked(self, until: float) -> Parked:
         """Park until *until* (trio's clock), keeping only what will matter then."""

@@ -691,8 +691,8 @@ class _Schedule:
     __slots__ = (
         "_account",
         "_ask",
-        "_asked",
         "_held",
+        "_in_line",
         "_nursery",
         "_outputs",
         "_parked",
@@ -713,12 +713,12 @@ class _Schedule:
         self._outputs = outputs
         self._stop = stop
         # While ``run`` runs only: the slots, how to ask for one, how many
-        # handed over are not yet used and how many were asked for; a parked
+        # handed over are not yet used and whether one is asked for; a parked
         # account keeps none of it, nor an event.
         self._slots: _Slots | None = None
         self._ask: Callable[[], None] | None = None
         self._held = 0
-        self._asked = 0
+        self._in_line = False
         self._nursery: trio.Nursery | None = None
         self._running = 0
         # Turns are the endpoints' indexes: at most one entry per endpoint.
@@ -745,14 +745,14 @@ class _Schedule:
         left (all ended: a stop).  A stop drops the parked ones: they hold
         no page, and their cursors are saved.
         """
-        self._slots, self._ask, self._held, self._asked = slots, ask, 1, 0
+        self._slots, self._ask, self._held, self._in_line = slots, ask, 1, False
         try:
             return await self._run()
         finally:
             for _ in range(self._held):
                 slots.give()
             self._slots = self._ask = None
-            self._held = self._asked = 0
+            self._held, self._in_line = 0, False
 
     def grant(self) -> bool:
         """Take a slot the tree hands over and start a due fetcher; False if none is.
@@ -761,7 +761,7 @@ class _Schedule:
         started with another, or the account stops): the tree then gives it
         to the next in line.
         """
-        self._asked = max(0, self._asked - 1)
+        self._in_line = False
         if self._nursery is None or self._stop.is_set or not self._parked.due:
             return False
         self._held += 1
@@ -837,10 +837,10 @@ class _Schedule:
                 name=f"fetcher {context.account.name}/{context.endpoint}",
             )
         assert self._ask is not None
-        if self._parked.due and not self._asked:
+        if self._parked.due and not self._in_line:
             # One place in line at a time: once granted, the next due
             # fetcher asks again, behind every other account's.
-            self._asked = 1
+            self._in_line = True
             self._ask()
 
     async def _fetch(self, fetcher: Fetcher, context: FetcherContext) -> None:

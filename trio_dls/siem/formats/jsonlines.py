@@ -25,7 +25,7 @@ writes it as a ``\udXXX`` escape, which is JSON, just as Duo sent it.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -43,9 +43,15 @@ def render_json(record: Record) -> Rendered:
         return Rendered(json.dumps(record, allow_nan=False).encode("ascii"))
     except (ValueError, TypeError, RecursionError):
         pass
+    return _repaired(record)
+
+
+def _repaired(record: Record, **style: Any) -> Rendered:  # noqa: ANN401
+    """Return ``record`` repaired (``json_safe``), written by json.dumps in *style*."""
     repairs: list[str] = []
     safe = json_safe(record, ("$",), repairs)
-    return Rendered(json.dumps(safe, allow_nan=False).encode("ascii"), tuple(repairs))
+    text = json.dumps(safe, allow_nan=False, **style)
+    return Rendered(text.encode("ascii"), tuple(repairs))
 
 
 def render_compact_json(record: Record) -> Rendered:
@@ -65,10 +71,7 @@ def render_compact_json(record: Record) -> Rendered:
         return Rendered(orjson.dumps(record))
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         pass
-    repairs: list[str] = []
-    safe = json_safe(record, ("$",), repairs)
-    text = json.dumps(safe, allow_nan=False, separators=(",", ":"))
-    return Rendered(text.encode("ascii"), tuple(repairs))
+    return _repaired(record, separators=(",", ":"))
 
 
 def json_message(record: Record) -> bytes:
