@@ -33,7 +33,7 @@ from tests.test_fetching import (
     make_app,
 )
 from trio_dls.duo.discovery import AccountDiscovery
-from trio_dls.duo.pacing import RateBudget
+from trio_dls.duo.window import WindowBudget
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import DatasetSpec, FakeDuoApp, Faults, make_children
 from trio_dls.fetcher import Fetching
@@ -464,10 +464,10 @@ async def test_a_fetcher_waiting_for_its_pace_parks(
     assert_exactly_once(tree.daemon.recorder.records, held(app, [Endpoint.AUTH]))
 
 
-def budgets_alive() -> list[RateBudget]:
+def budgets_alive() -> list[WindowBudget]:
     """Every rate budget alive now."""
     gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, RateBudget)]
+    return [o for o in gc.get_objects() if isinstance(o, WindowBudget)]
 
 
 async def test_a_fetcher_with_nothing_to_remember_parks_as_its_cursor(

@@ -25,7 +25,7 @@ from trio_dls.checkpoints import CheckpointStore
 from trio_dls.duo.client import DuoAnswer, RateLimitedError, TransientApiError
 from trio_dls.duo.cursors import AdminCursor
 from trio_dls.duo.discovery import AccountDiscovery
-from trio_dls.duo.pacing import RateBudget
+from trio_dls.duo.window import WindowBudget
 from trio_dls.endpoints import Endpoint
 from trio_dls.fakeduo import make_children
 from trio_dls.fetcher import Fetching, FetchSettings
@@ -116,7 +116,7 @@ def sizes() -> Sizes:
     """Measure the fetchers' state now, from the objects alive."""
     gc.collect()
     alive = gc.get_objects()
-    budgets = [o for o in alive if isinstance(o, RateBudget)]
+    budgets = [o for o in alive if isinstance(o, WindowBudget)]
     return Sizes(
         budgets=len(budgets),
         remembered=sum(b.remembered for b in budgets),

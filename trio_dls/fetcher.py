@@ -13,9 +13,10 @@ A fetcher runs the pure paging rules (``trio_dls.duo.paging``) against Duo:
    from (its cursor, where a first start begins, the ``_Run`` with its
    budget, backoffs and failure streak): between polls a fetcher is that
    data alone, with no task, frame or cancel scope of its own.
-3. The ``RateBudget`` says when; then the fetcher waits for a ticket from
-   the ``Admission`` (the global bound on pages held, fair to every fetcher,
-   and for an MSP parent the pace its children share) and holds it from the
+3. The ``WindowBudget`` says when (``trio_dls.duo.window``); then the
+   fetcher waits for a ticket from the ``Admission`` (the global bound on
+   pages held, fair to every fetcher, and for an MSP parent the pace its
+   children share) and holds it from the
    request to the page's acknowledgement; the request goes out through
    ``DuoApi``.  Every wait comes before the ticket: a fetcher that waits, or
    is parked between polls, holds no page and no thread.
@@ -81,7 +82,7 @@ from trio_dls.duo.client import (
 )
 from trio_dls.duo.clock import DuoClock
 from trio_dls.duo.cursors import Cursor, units_per_second
-from trio_dls.duo.pacing import Backoff, RateBudget
+from trio_dls.duo.pacing import Backoff
 from trio_dls.duo.paging import (
     Limits,
     MalformedResponseError,
@@ -92,6 +93,7 @@ from trio_dls.duo.paging import (
     plan_request,
     reached_time,
 )
+from trio_dls.duo.window import Siblings, WindowBudget
 from trio_dls.endpoints import EVENTTYPES
 from trio_dls.observe import LogObserver, Observer
 from trio_dls.observe.events import (
@@ -202,6 +204,10 @@ class Fetching:
     observer: Observer = attrs.Factory(LogObserver)
     admission: Admission = attrs.Factory(Admission)
     _clock_watch: _ClockWatch = attrs.field(factory=_ClockWatch, init=False)
+    # The endpoints of the plain account explore Duo's window once between
+    # them (``trio_dls.duo.window``); an MSP parent's children are paced by
+    # the admission's shared budgets instead, and keep nothing here.
+    _siblings: Siblings = attrs.field(factory=Siblings, init=False)
 
     def clocks(self, *, watch: bool = True) -> _Clocks:
         """Read this host's clock and Duo's (telling the skew, if *watch*)."""
@@ -244,7 +250,10 @@ class Fetching:
             context=context,
             api=self.api_for(context.account),
             observer=self.observer,
-            budget=RateBudget(rng=self.rng),
+            budget=WindowBudget(
+                rng=self.rng,
+                siblings=None if context.account.account_id else self._siblings,
+            ),
             rng=self.rng,
             duo_clock=self.duo_clock,
             admission=self.admission,
@@ -395,7 +404,7 @@ class _Run:
     context: FetcherContext
     api: DuoApi
     observer: Observer
-    budget: RateBudget
+    budget: WindowBudget
     rng: random.Random
     duo_clock: DuoClock
     admission: Admission
@@ -436,7 +445,12 @@ class _Run:
     async def admit(self) -> Ticket | None:
         """Wait until a request may go, then for its ticket; None if a stop came."""
         stop = self.context.stop
-        if not await stop.sleep(self.due() - trio.current_time()):
+        # Again after each sleep: what the budget waits for may have moved
+        # meanwhile (a sibling exploring Duo's window was refused again).
+        while (wait := self.due() - trio.current_time()) > 0:
+            if not await stop.sleep(wait):
+                return None
+        if stop.is_set:
             return None
         ticket = None
         with stop.cancels():
