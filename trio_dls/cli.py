@@ -53,7 +53,7 @@ from trio_dls.observe import logsetup
 from trio_dls.observe.progress import DEFAULT_INTERVAL, ProgressMode, choose_mode
 from trio_dls.online import check_online
 from trio_dls.service import reload_request
-from trio_dls.service.memory import limit_malloc_arenas
+from trio_dls.service.memory import freeze_startup_heap, limit_malloc_arenas
 from trio_dls.siem.formats import JsonStyle, LogFormat, SyslogHeader
 from trio_dls.supervisor import DEFAULT_GRACE
 
@@ -701,6 +701,8 @@ def run(
     )
     # Before any worker thread exists (trio_dls.service.memory).
     limit_malloc_arenas()
+    # Start-up is done: its objects live as long as the process.
+    freeze_startup_heap()
     status = EXIT_OK
     try:
         trio.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 from typing import TYPE_CHECKING
 
 from trio_dls.service import memory
@@ -32,3 +33,13 @@ def test_a_c_library_without_mallopt_is_left_alone(
 
     monkeypatch.setattr(ctypes, "CDLL", WithoutMallopt)
     assert memory.limit_malloc_arenas({}) is False
+
+
+def test_the_startup_heap_is_frozen() -> None:
+    """What is alive is moved out of the collector's walks, garbage first freed."""
+    try:
+        frozen = memory.freeze_startup_heap()
+        assert frozen == gc.get_freeze_count()
+        assert frozen > 0
+    finally:
+        gc.unfreeze()

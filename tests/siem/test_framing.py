@@ -21,6 +21,7 @@ from trio_dls.siem.framing import (
     DatagramOutcome,
     Framing,
     OversizePolicy,
+    frame_batch,
     frame_datagram,
     frame_for_stream,
 )
@@ -52,6 +53,23 @@ def test_newline_framing_refuses_a_raw_lf() -> None:
     """A message with a raw LF would be split by the receiver: it is refused."""
     with pytest.raises(ValueError, match="LF"):
         frame_for_stream(b"one\ntwo", Framing.NEWLINE)
+
+
+@pytest.mark.parametrize("framing", list(Framing))
+@hypothesis.given(st.lists(st.binary().filter(lambda m: b"\n" not in m)))
+def test_a_batch_is_its_messages_framed_one_by_one(
+    framing: Framing, messages: list[bytes]
+) -> None:
+    """``frame_batch`` is the messages each framed by ``frame_for_stream``, joined."""
+    expected = b"".join(frame_for_stream(m, framing) for m in messages)
+    assert expected == frame_batch(messages, framing)
+
+
+def test_a_batch_with_a_raw_lf_is_refused() -> None:
+    """One message with a raw LF makes the whole batch refused, as one message."""
+    with pytest.raises(ValueError, match="LF"):
+        frame_batch([b"one", b"two\nthree", b"four"], Framing.NEWLINE)
+    assert frame_batch([b"a\nb"], Framing.OCTET_COUNTING) == b"3 a\nb"
 
 
 def test_octet_counting_counts_bytes_not_characters() -> None:

@@ -122,6 +122,24 @@ def frame_for_stream(message: bytes, framing: Framing) -> bytes:
             return b"%d %b" % (len(message), message)
 
 
+def frame_batch(messages: list[bytes], framing: Framing) -> bytes:
+    """Return ``messages`` each framed as ``frame_for_stream`` does, as one batch.
+
+    With ``NEWLINE`` the LF check is one count over the batch, not one search
+    per message; the error is the same.
+    """
+    match framing:
+        case Framing.NEWLINE:
+            if not messages:
+                return b""
+            batch = b"\n".join(messages) + b"\n"
+            if batch.count(b"\n") != len(messages):
+                raise ValueError("a newline-framed message must not contain LF")
+            return batch
+        case Framing.OCTET_COUNTING:
+            return b"".join([b"%d %b" % (len(m), m) for m in messages])
+
+
 def _marker(removed: int) -> bytes:
     # ASCII, so that it is valid in every encoding a receiver may assume.
     return b"...[truncated %d bytes]" % removed

@@ -88,12 +88,12 @@ from trio_dls.observe.events import (
     ServerRecovered,
     ServerRef,
 )
-from trio_dls.siem.formats import MessageSettings, render_message
+from trio_dls.siem.formats import MessageSettings, render_message, render_page
 from trio_dls.siem.framing import (
     DatagramOutcome,
     Framing,
+    frame_batch,
     frame_datagram,
-    frame_for_stream,
 )
 from trio_dls.siem.transports import (
     DatagramConnection,
@@ -170,17 +170,18 @@ def stream_batch(
 ) -> bytes:
     """Return every record of *page*, formatted and framed, as one batch.
 
-    Each record that had to be repaired is passed to *report*, if given.
+    Each record that had to be repaired is passed to *report*, if given.  The
+    page is formatted and framed as a whole (``render_page``, ``frame_batch``):
+    no call per record beyond its encoding.
     """
-    framed: list[bytes] = []
-    for record in page.records:
-        rendered = render_message(
-            record, page.endpoint, settings, fallback_time_ms=fallback_time_ms
-        )
-        if rendered.repairs and report is not None:
-            report(page, record, rendered.repairs)
-        framed.append(frame_for_stream(rendered.data, framing))
-    return b"".join(framed)
+    records = page.records
+    messages, repaired = render_page(
+        records, page.endpoint, settings, fallback_time_ms=fallback_time_ms
+    )
+    if report is not None:
+        for index, repairs in repaired:
+            report(page, records[index], repairs)
+    return frame_batch(messages, framing)
 
 
 class _Health:

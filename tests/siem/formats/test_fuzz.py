@@ -32,10 +32,12 @@ from tests.siem.formats.test_cef import (
 )
 from trio_dls.endpoints import Endpoint
 from trio_dls.siem.formats import (
+    JsonStyle,
     LogFormat,
     MessageSettings,
     SyslogHeader,
     render_message,
+    render_page,
 )
 from trio_dls.siem.framing import (
     DEFAULT_UDP_MAX_SIZE,
@@ -319,3 +321,41 @@ def test_a_megabyte_string_with_lone_surrogates(
     else:
         repaired = "\ufffd" + BIG[1:-1] + "\ufffd"
         assert repaired in labelled(strict_parse(body)[1]).values()
+
+
+@pytest.mark.parametrize("json_style", list(JsonStyle))
+@pytest.mark.parametrize("header", list(SyslogHeader))
+@pytest.mark.parametrize("log_format", list(LogFormat))
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(data=st.data())
+def test_a_page_is_its_records_rendered_one_by_one(
+    log_format: LogFormat,
+    header: SyslogHeader,
+    json_style: JsonStyle,
+    data: st.DataObject,
+) -> None:
+    """``render_page`` writes and repairs each record as ``render_message`` does.
+
+    Pages mix plain records with odd ones, so the page's way round (one
+    record that needs a repair) is taken as well as the direct one.
+    """
+    endpoint = data.draw(st.sampled_from(list(Endpoint)))
+    plain = st.just(dict(BASES[endpoint]))
+    odd = overrides(endpoint).map(lambda more: {**BASES[endpoint], **more})
+    records = data.draw(st.lists(plain | odd, max_size=5))
+    settings = MessageSettings(
+        hostname=HOST,
+        log_format=log_format,
+        syslog_header=header,
+        json_style=json_style,
+    )
+    one_by_one = [
+        render_message(record, endpoint, settings, fallback_time_ms=RECEIVED_MS)
+        for record in records
+    ]
+    messages, repaired = render_page(
+        records, endpoint, settings, fallback_time_ms=RECEIVED_MS
+    )
+    assert [r.data for r in one_by_one] == messages
+    expected = [(i, r.repairs) for i, r in enumerate(one_by_one) if r.repairs]
+    assert expected == repaired

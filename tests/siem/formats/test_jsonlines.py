@@ -13,7 +13,7 @@ import json
 import hypothesis
 from hypothesis import strategies as st
 
-from trio_dls.siem.formats.jsonlines import json_message
+from trio_dls.siem.formats.jsonlines import json_message, write_dls_json
 from trio_dls.siem.framing import Framing, frame_for_stream
 
 RECORD = {
@@ -70,6 +70,33 @@ def test_any_record_is_one_ascii_line_that_decodes_back(
     assert b"\r" not in message
     assert message.isascii()
     assert record == json.loads(message)
+
+
+_numbers_and_text = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=()) | st.characters(categories=["Cs"])),
+    lambda children: (
+        st.lists(children)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(), children)
+    ),
+    max_leaves=30,
+)
+
+
+@hypothesis.given(st.dictionaries(st.text(), _numbers_and_text))
+def test_the_encoder_made_once_writes_what_json_dumps_writes(
+    record: dict[str, object],
+) -> None:
+    """``write_dls_json``, the C encoder made once, writes as DLS's ``json.dumps``.
+
+    Floats, lone surrogates and tuples included: json.dumps is what DLS
+    calls, not code under test.
+    """
+    assert json.dumps(record).encode() == write_dls_json(record)
 
 
 # --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from trio_dls.siem.formats.message import (
     MessageSettings,
     format_message,
     render_message,
+    render_page,
 )
 from trio_dls.siem.formats.repair import Rendered, describe_record
 from trio_dls.siem.formats.syslog import Facility, Severity, SyslogHeader
@@ -33,4 +34,5 @@ __all__ = [
     "describe_record",
     "format_message",
     "render_message",
+    "render_page",
 ]

@@ -55,7 +55,12 @@ import attrs
 
 from trio_dls import __version__
 from trio_dls.endpoints import EVENTTYPES, Endpoint
-from trio_dls.siem.formats.eventtime import Record, event_time_ms, read_event_time
+from trio_dls.siem.formats.eventtime import (
+    EventTime,
+    Record,
+    event_time_ms,
+    read_event_time,
+)
 from trio_dls.siem.formats.repair import (
     Rendered,
     describe_value,
@@ -206,6 +211,8 @@ class Field:
     key: str
     value: Getter
     label: str | None = None
+    event_time: bool = False
+    """The value is the record's event time: ``render_cef`` reads it once."""
 
 
 @attrs.frozen
@@ -218,7 +225,7 @@ class EndpointMapping:
 
 
 def _rt(endpoint: Endpoint) -> Field:
-    return Field("rt", lambda record: event_time_ms(record, endpoint))
+    return Field("rt", lambda record: event_time_ms(record, endpoint), event_time=True)
 
 
 _CHILD_ACCOUNT = Field("cs6", _path("child_account_id"), "child_account_id")
@@ -308,10 +315,19 @@ MAPPINGS: Mapping[Endpoint, EndpointMapping] = {
 }
 
 
-def _extension(record: Record, fields: tuple[Field, ...], repairs: list[str]) -> str:
+def _extension(
+    record: Record,
+    fields: tuple[Field, ...],
+    repairs: list[str],
+    event_time: EventTime | None = None,
+) -> str:
     pairs: list[str] = []
     for field in fields:
-        text = _text(field.value(record), field.key, repairs)
+        if field.event_time and event_time is not None:
+            value: object = event_time.ms
+        else:
+            value = field.value(record)
+        text = _text(value, field.key, repairs)
         if text is None:
             continue
         if field.label is not None:
@@ -326,15 +342,23 @@ def cef_extension(record: Record, fields: tuple[Field, ...]) -> str:
 
 
 def render_cef(
-    record: Record, endpoint: Endpoint, *, device_version: str = DEVICE_VERSION
+    record: Record,
+    endpoint: Endpoint,
+    *,
+    device_version: str = DEVICE_VERSION,
+    event_time: EventTime | None = None,
 ) -> Rendered:
     """Return ``record`` of ``endpoint`` as one UTF-8 CEF message, and repairs.
 
     There is no prefix. The message never contains a raw CR or LF, and
     ``record`` is never mutated. It never raises for a record decoded from
     JSON: what cannot be written as received is repaired and the repairs say
-    so, in order, each once.
+    so, in order, each once. *event_time* is ``read_event_time(record,
+    endpoint)`` if the caller has it already (for a header), not to read the
+    time twice.
     """
+    if event_time is None:
+        event_time = read_event_time(record, endpoint)
     repairs: list[str] = []
     mapping = MAPPINGS[endpoint]
     # A blank header field makes common parsers reject the whole line, so a
@@ -354,9 +378,9 @@ def render_cef(
         escape_header_field(name),
         SEVERITY,
     )
-    extension = _extension(record, mapping.fields, repairs)
+    extension = _extension(record, mapping.fields, repairs, event_time)
     # rt comes from the event time; an impossible one was left out.
-    problem = read_event_time(record, endpoint).problem
+    problem = event_time.problem
     if problem is not None:
         repairs.append(problem)
     text = "|".join(header) + "|" + extension

@@ -22,8 +22,14 @@ from typing import TYPE_CHECKING
 import attrs
 
 from trio_dls.siem.formats.cef import DEVICE_VERSION, render_cef
-from trio_dls.siem.formats.eventtime import Record, read_event_time
-from trio_dls.siem.formats.jsonlines import render_compact_json, render_json
+from trio_dls.siem.formats.eventtime import EventTime, Record, read_event_time
+from trio_dls.siem.formats.jsonlines import (
+    UNWRITABLE,
+    render_compact_json,
+    render_json,
+    write_compact_json,
+    write_dls_json,
+)
 from trio_dls.siem.formats.repair import Rendered
 from trio_dls.siem.formats.syslog import (
     DEFAULT_FACILITY,
@@ -38,6 +44,8 @@ from trio_dls.siem.formats.syslog import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from trio_dls.endpoints import Endpoint
 
 
@@ -96,20 +104,30 @@ def render_message(
     is the endpoint name, so a receiver can route on it. The message is UTF-8
     and never contains a raw LF. The repairs are empty for an ordinary record.
     """
-    if settings.log_format is LogFormat.CEF:
-        body = render_cef(record, endpoint, device_version=settings.device_version)
+    cef = settings.log_format is LogFormat.CEF
+    plain = settings.syslog_header is SyslogHeader.NONE and not cef
+    # JSON without a header never reads the time, so nothing is repaired there.
+    event_time = _NO_TIME if plain else read_event_time(record, endpoint)
+    if cef:
+        body = render_cef(
+            record,
+            endpoint,
+            device_version=settings.device_version,
+            event_time=event_time,
+        )
     elif settings.json_style is JsonStyle.COMPACT:
         body = render_compact_json(record)
     else:
         body = render_json(record)
+    if plain:
+        if body.repairs:
+            return Rendered(body.data, tuple(dict.fromkeys(body.repairs)))
+        return body
     repairs = list(body.repairs)
-    event_time = read_event_time(record, endpoint)
     time_ms = fallback_time_ms if event_time.ms is None else event_time.ms
     match settings.syslog_header:
-        case SyslogHeader.NONE if settings.log_format is LogFormat.CEF:
+        case SyslogHeader.NONE:  # CEF: duo_log_sync's prefix
             header = dls_prefix(time_ms=time_ms, hostname=settings.hostname)
-        case SyslogHeader.NONE:
-            header = ""
         case SyslogHeader.RFC5424:
             header = rfc5424_header(
                 time_ms=time_ms,
@@ -125,10 +143,49 @@ def render_message(
                 facility=settings.facility,
                 severity=settings.severity,
             )
-    # JSON without a header never reads the time, so nothing was repaired.
-    if header and event_time.problem is not None:
+    if event_time.problem is not None:
         repairs.append(event_time.problem)
     return Rendered(header.encode("ascii") + body.data, tuple(dict.fromkeys(repairs)))
+
+
+_NO_TIME = EventTime(None)
+
+
+def render_page(
+    records: Sequence[Record],
+    endpoint: Endpoint,
+    settings: MessageSettings,
+    *,
+    fallback_time_ms: int,
+) -> tuple[list[bytes], list[tuple[int, tuple[str, ...]]]]:
+    """Return each of ``records`` as ``render_message`` writes it, and the repairs.
+
+    The messages are in the order of ``records``; the repairs are
+    ``(index, repairs)`` of each record that needed some, in order. See the
+    module docstring for the way a page of JSON without a header takes.
+    """
+    if settings.log_format is LogFormat.JSON and (
+        settings.syslog_header is SyslogHeader.NONE
+    ):
+        write = (
+            write_compact_json
+            if settings.json_style is JsonStyle.COMPACT
+            else write_dls_json
+        )
+        try:
+            return [write(record) for record in records], []
+        except UNWRITABLE:
+            pass  # some record needs a repair: record by record
+    messages: list[bytes] = []
+    repaired: list[tuple[int, tuple[str, ...]]] = []
+    for index, record in enumerate(records):
+        rendered = render_message(
+            record, endpoint, settings, fallback_time_ms=fallback_time_ms
+        )
+        messages.append(rendered.data)
+        if rendered.repairs:
+            repaired.append((index, rendered.repairs))
+    return messages, repaired
 
 
 def format_message(
