@@ -89,13 +89,26 @@ def typing(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (not part of ``nox``'s default sessions)."""
+    """Run the benchmarks (not part of ``nox``'s default sessions).
+
+    The throughput and pacing tables are also written as JSON, to
+    ``bench-results/``.
+    """
     install(session)
+    results = Path("bench-results")
+    results.mkdir(exist_ok=True)
     session.run("python", "benchmarks/bench_backpressure.py", *session.posargs)
     session.run("python", "benchmarks/bench_catchup.py")
-    session.run("python", "benchmarks/bench_throughput.py")
+    session.run(
+        "python",
+        "benchmarks/bench_throughput.py",
+        "--json",
+        str(results / "throughput.json"),
+    )
     session.run("python", "benchmarks/bench_msp_scale.py")
-    session.run("python", "benchmarks/bench_pacing.py")
+    session.run(
+        "python", "benchmarks/bench_pacing.py", "--json", str(results / "pacing.json")
+    )
     # Idle memory before and after c4ed47d, which took the fake Duo API out of
     # the daemon's imports; a copy without that history measures today's alone.
     before = "c4ed47d~1"
