@@ -29,11 +29,35 @@ A fetcher runs the pure paging rules (``trio_dls.duo.paging``) against Duo:
 4. ``apply_response`` turns the answer into records and the next cursor; the
    records go to every mapped sender as one page (``Outputs.deliver`` returns
    once all of them wrote it), and only then is the cursor saved.
+5. Fetching ahead: while page n is delivered, page n+1 is asked for, since
+   its request depends on page n's answer alone (its cursor), not on the
+   delivery.  One page ahead at most, asked in a task of a nursery that lasts
+   one page's delivery, and only when it costs no wait: page n did not
+   catch up, page n's cursor is to be saved (an unsettled first request's
+   is not), the next request may go within ``PARK_LONGER_THAN``
+   (the fetcher's pace and backoff, an MSP parent's shared pace) and a ticket
+   is free now (``Admission.admit_nowait``).  Otherwise nothing is asked
+   ahead, and once page n is saved the loop goes on as it always did: it
+   plans, parks or waits its turn for a ticket.  The page ahead is delivered
+   only after page n's cursor is saved, so what is saved, and when, is as
+   without fetching ahead: a crash resumes from the last saved cursor, and
+   the page ahead, never delivered, is asked again.
+
+   Why a ticket without waiting: a fetcher that waited for ticket n+1 while
+   holding ticket n could wait for ever if every ticket were held by such
+   fetchers, or by pages stuck with a stalled server.  Taking only a ticket
+   free at once rules that out by construction, whatever the senders do,
+   and leaves fairness as it was: a free ticket is one no fetcher waits for
+   (trio's semaphore hands a released place to its first waiter), so asking
+   ahead only uses places that would stay idle.  With many fetchers busy,
+   none asks ahead; with few, each holds up to two pages, and the global
+   bound of ``max_pages_in_memory`` holds either way.
 
 What happens is told to the fetcher's observer (``trio_dls.observe``) as it
-happens, every occurrence: ``RequestServed`` per answer,
-``Backlog`` and ``CaughtUp``, ``PageDelivered`` and
-``Behind`` per page, ``RateLimited`` per 429, ``ApiFailed`` per failure (with
+happens (with fetching ahead, page n+1's ``RequestServed`` may come before
+page n's ``PageDelivered`` and ``Behind``), every occurrence:
+``RequestServed`` per answer, ``Backlog`` and ``CaughtUp``, ``PageDelivered``
+and ``Behind`` per page, ``RateLimited`` per 429, ``ApiFailed`` per failure (with
 how many in a row) and ``ApiRecovered`` at the end of a run of them,
 ``ChildRefused`` per refusal of a child's request, ``PlanningWarning`` and
 ``ClockSkew``.  This module writes no log line: what
@@ -52,6 +76,11 @@ catching up takes as long as Duo's rate limit requires and no longer.
 
 A stop cancels the waits and the Duo call (reads have no side effects) but
 never a delivery or a save: a clean stop resends nothing at the next start.
+The request ahead is cancelled too, and its ticket given back: its page was
+not delivered, and the next start asks for it again.  Its failures are a
+request's like any other (a 429 teaches the budget, a failure backs off);
+the loop then goes on as after any failed request.  Rejected credentials
+met ahead are raised once page n is saved.
 A stop while parked drops the parked fetcher: its cursor is saved, and it
 held nothing else.
 
@@ -290,6 +319,8 @@ class _Loop:
 
     Calling it runs the loop until caught up, when it returns itself,
     ``Parked`` until the next poll, or until a stop, when it returns None.
+    A page asked ahead lives in the loop's frame only, never in this data: a
+    parked fetcher holds no page.
     """
 
     fetching: Fetching
@@ -328,50 +359,100 @@ class _Loop:
 
     async def __call__(self, context: FetcherContext) -> Parked | None:
         """Fetch for *context* until caught up (parked) or told to stop (None)."""
+        # The page asked ahead while the one before was delivered, if any:
+        # it holds its own ticket, given back here if it is never delivered.
+        page: _Fetched | None = None
+        try:
+            while not context.stop.is_set:
+                if page is None:
+                    fetched = await self.fetch(context)
+                    if isinstance(fetched, Parked):
+                        return fetched
+                    if fetched is None:
+                        continue  # failed (the next admission waits), or stopped
+                    page, fetched = fetched, None
+                current, page = page, None
+                # Page n's ticket is given back once the request ahead ended
+                # too: until then its records are still referenced.
+                with current.ticket:
+                    page = await self.hand_on(context, current.step)
+                    caught_up = current.step.caught_up
+                    # The page is out: no record stays referenced once its
+                    # ticket is given back, nor while waiting.
+                    del current
+                if page is None and caught_up:
+                    return self.park()
+        finally:
+            if page is not None:
+                page.ticket.release()
+        return None
+
+    async def fetch(self, context: FetcherContext) -> _Fetched | Parked | None:
+        """Plan, wait and ask for the next page: the page, parked, or None.
+
+        None when the request failed (the next admission waits) or a stop came.
+        """
+        fetching, run = self.fetching, self.run
+        clocks = fetching.clocks()
+        request = plan_request(
+            context.endpoint,
+            self.current(context.endpoint, clocks),
+            clocks.now,
+            fetching.settings.limits,
+            latest=clocks.latest,
+        )
+        if request is None:
+            return self.park()
+        # A wait longer than a moment (the pace Duo allows, a backoff)
+        # is parked through, as the poll is: the fetcher holds no task
+        # and no running slot meanwhile (``trio_dls.supervisor``).
+        due = run.due()
+        if due - trio.current_time() > PARK_LONGER_THAN:
+            return self.parked(due)
+        # Every wait (the pace, a backoff, a place for the page) comes
+        # before the ticket: a ticket is held from the request to the
+        # page's acknowledgement only, so pages in memory stay bounded.
+        ticket = await run.admit()
+        if ticket is None:
+            return None  # stopped while waiting
+        step = None
+        try:
+            step = await run.ask(request)
+        finally:
+            if step is None:  # failed, stopped, or cancelled: no page held
+                ticket.release()
+        return None if step is None else _Fetched(ticket, step)
+
+    async def hand_on(self, context: FetcherContext, step: Step) -> _Fetched | None:
+        """Deliver *step*'s page, save its cursor, and ask for the next meanwhile.
+
+        Return the next page if it was asked ahead and came, to be delivered
+        once this one's cursor is saved.  A stop cancels the request ahead,
+        never the delivery or the save; rejected credentials met ahead are
+        raised once this page is saved.
+        """
         fetching, run = self.fetching, self.run
         account, endpoint = context.account, context.endpoint
-        limits = fetching.settings.limits
         observer = fetching.observer
-        while not context.stop.is_set:
-            clocks = fetching.clocks()
-            request = plan_request(
-                endpoint,
-                self.current(endpoint, clocks),
-                clocks.now,
-                limits,
-                latest=clocks.latest,
-            )
-            if request is None:
-                return self.park()
-            # A wait longer than a moment (the pace Duo allows, a backoff)
-            # is parked through, as the poll is: the fetcher holds no task
-            # and no running slot meanwhile (``trio_dls.supervisor``).
-            due = run.due()
-            if due - trio.current_time() > PARK_LONGER_THAN:
-                return self.parked(due)
-            # Every wait (the pace, a backoff, a place for the page) comes
-            # before the ticket: a ticket is held from the request to the
-            # page's acknowledgement only, so pages in memory stay bounded.
-            ticket = await run.admit()
-            if ticket is None:
-                continue  # stopped while waiting
-            with ticket:
-                step = await run.ask(request)
-                if step is None:
-                    continue  # failed (the next admission waits), or stopped
-                # Planning's warnings travel in the step: they are told once,
-                # when the cursor that carries their decision is saved, not at
-                # each retry.
-                for warning in step.warnings:
-                    observer(PlanningWarning(account, endpoint, warning))
-                if not step.caught_up:
-                    observer(Backlog(account, endpoint))
+        # Planning's warnings travel in the step: they are told once,
+        # when the cursor that carries their decision is saved, not at
+        # each retry.
+        for warning in step.warnings:
+            observer(PlanningWarning(account, endpoint, warning))
+        if not step.caught_up:
+            observer(Backlog(account, endpoint))
+        # An unsettled first request taught only Duo's clock: a first start
+        # keeps following the floor, and its cursor is not saved.
+        saved = step.settled or self.cursor is not None
+        ahead = _Ahead()
+        try:
+            async with trio.open_nursery() as nursery:
+                if saved and not step.caught_up:
+                    nursery.start_soon(self.fetch_ahead, context, step.cursor, ahead)
                 position = step.cursor.mintime / units_per_second(endpoint)
                 if step.records:
                     await run.deliver(step.records, fetching.host, position)
-                if step.settled or self.cursor is not None:
-                    # An unsettled first request taught only Duo's clock: a
-                    # first start keeps following the floor.
+                if saved:
                     await fetching.store.save(endpoint, account.account_id, step.cursor)
                     self.cursor = step.cursor
                     self.first = None  # no longer needed: not kept while idle
@@ -384,12 +465,78 @@ class _Loop:
                     observer(
                         Behind(account, endpoint, now - position, position, reached)
                     )
-                caught_up = step.caught_up
-                # The page is out: no record stays referenced while waiting.
-                del step
-            if caught_up:
-                return self.park()
-        return None
+        except BaseException:
+            ahead.release()
+            raise
+        if ahead.fatal is not None:
+            raise ahead.fatal
+        return ahead.page
+
+    async def fetch_ahead(
+        self, context: FetcherContext, cursor: Cursor, ahead: _Ahead
+    ) -> None:
+        """Ask for the page after *cursor* into *ahead*, if it may go at once.
+
+        Only if the next request may go within ``PARK_LONGER_THAN`` (the
+        fetcher's pace, its backoff, an MSP parent's shared pace) and a ticket
+        is free now: otherwise nothing is asked, and the loop goes on after
+        the delivery as it would without asking ahead (parks, or waits its
+        turn for a ticket).  A failure is handled as any request's is.
+        """
+        run, fetching = self.run, self.fetching
+        endpoint = context.endpoint
+        due = max(run.due(), run.admission.next_request_at(endpoint))
+        wait = due - trio.current_time()
+        if wait > PARK_LONGER_THAN or not await context.stop.sleep(wait):
+            return
+        clocks = fetching.clocks()
+        request = plan_request(
+            endpoint,
+            cursor,
+            clocks.now,
+            fetching.settings.limits,
+            latest=clocks.latest,
+        )
+        if request is None:
+            return  # caught up after all: the loop plans again, and parks
+        ticket = run.admit_nowait()
+        if ticket is None:
+            return  # every page place is taken or waited for
+        ahead.ticket = ticket
+        try:
+            step = await run.ask(request)
+        except CredentialsRejectedError as exc:
+            # Fatal, but not before the page being delivered is saved.
+            ahead.fatal = exc
+            step = None
+        if step is None:
+            ahead.release()
+        else:
+            ahead.page = _Fetched(ticket, step)
+
+
+@attrs.define(eq=False)
+class _Fetched:
+    """A page asked for and answered, and the ticket it holds until acknowledged."""
+
+    ticket: Ticket
+    step: Step
+
+
+@attrs.define(eq=False)
+class _Ahead:
+    """What asking ahead came to: a page, nothing, or rejected credentials."""
+
+    ticket: Ticket | None = None
+    """Held from the request ahead until its page is handed on, or it failed."""
+    page: _Fetched | None = None
+    fatal: CredentialsRejectedError | None = None
+
+    def release(self) -> None:
+        """Give the ticket back: the page will not be delivered."""
+        if self.ticket is not None:
+            self.ticket.release()
+        self.ticket = self.page = None
 
 
 @attrs.define
@@ -458,6 +605,12 @@ class _Run:
                 self.context.endpoint, self.context.outputs.server_ids
             )
         return ticket  # noqa: RET504 - None when a stop cancelled the wait
+
+    def admit_nowait(self) -> Ticket | None:
+        """Return a ticket if one is free now (for a page asked ahead), else None."""
+        return self.admission.admit_nowait(
+            self.context.endpoint, self.context.outputs.server_ids
+        )
 
     async def ask(self, request: Request) -> Step | None:
         """Send *request*; None if it failed (the next admission waits) or stopped."""

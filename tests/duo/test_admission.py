@@ -176,3 +176,71 @@ async def test_a_shared_pace_spaces_every_childs_requests(
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert len(sent) == 5
     assert min(gaps) == pytest.approx(interval)
+
+
+async def test_a_ticket_now_is_only_one_nobody_waits_for(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``admit_nowait`` takes a free place, never one a waiting fetcher is owed."""
+    del autojump_clock
+    admission = Admission(pages=2)
+    first = await admission.admit(AUTH, ["siem"])
+    ahead = admission.admit_nowait(AUTH, ["siem"])
+    assert ahead is not None
+    assert admission.pages_held == 2
+    assert admission.admit_nowait(AUTH, ["siem"]) is None
+    assert admission.pages_held == 2
+    got: list[Ticket] = []
+
+    async def waiting() -> None:
+        got.append(await admission.admit(AUTH, ["siem"]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiting)
+        await trio.sleep(1)  # the waiter is in line
+        ahead.release()
+        # The place freed is the waiter's: asking now finds none.
+        assert admission.admit_nowait(AUTH, ["siem"]) is None
+    assert len(got) == 1
+    first.release()
+    got[0].release()
+    assert admission.pages_held == 0
+
+
+async def test_a_ticket_now_keeps_a_servers_share(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Pages asked ahead for one server take at most its half of the places."""
+    del autojump_clock
+    admission = Admission(pages=6, servers=2)
+    tickets = [admission.admit_nowait(AUTH, ["stalled"]) for _ in range(4)]
+    assert [t is not None for t in tickets] == [True, True, True, False]
+    # The refused one took nothing: the other server still has its three.
+    assert admission.pages_held == 3
+    others = [admission.admit_nowait(AUTH, ["healthy"]) for _ in range(3)]
+    assert all(t is not None for t in others)
+    assert admission.pages_held == 6
+
+
+async def test_a_ticket_now_keeps_the_shared_pace_and_its_turns(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An MSP child gets a ticket now only on its pace, with no child in line."""
+    del autojump_clock
+    admission = Admission(pages=8, shared_pacing=True, rng=random.Random(1))
+    shared = admission.shared(AUTH)
+    assert shared is not None
+    for second in range(10):
+        shared.accepted(float(second))
+    shared.rate_limited(10.0)
+    await trio.sleep_until(admission.next_request_at(AUTH))
+    assert admission.admit_nowait(AUTH, ["siem"]) is not None
+    # Sent now: the next may go one interval later, not at once.
+    assert admission.next_request_at(AUTH) == trio.current_time() + shared.interval
+    assert admission.admit_nowait(AUTH, ["siem"]) is None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(admission.admit, AUTH, ["siem"])
+        await trio.sleep(shared.interval / 2)  # a child waits its turn
+        assert admission.admit_nowait(AUTH, ["siem"]) is None
+    assert admission.next_request_at(Endpoint.TELEPHONY) <= trio.current_time()
+    assert Admission().next_request_at(AUTH) == float("-inf")

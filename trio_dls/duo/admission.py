@@ -13,11 +13,19 @@ still (each holds a ticket, and the threads that make them are
 holds no ticket, no page and no thread: an idle child costs its tasks and
 cursors, a few KB.
 
+A fetcher may hold a second ticket, for the page after the one being
+delivered (fetching ahead, ``trio_dls.fetcher``), but only one it gets
+without waiting (``admit_nowait``): a place free at once, and for an MSP
+parent no child waiting for its turn and the shared pace due.  Holding one
+ticket it never waits for another, so tickets cannot deadlock, and the bound
+is the same: ``max_pages_in_memory`` pages in all, two per fetcher at most.
+
 Fair: trio's semaphores and locks serve their waiters first come, first served,
 so a fetcher that got a page queues behind every fetcher already waiting
-before it gets another.  Between two pages of one (child, endpoint), every other
-(child, endpoint) that was waiting gets one: a child with a 180-day backlog
-cannot starve a small one.
+before it gets another; a ticket taken without waiting is one that nobody
+waits for (a released place goes to the first waiter).  Between two pages of
+one (child, endpoint), every other (child, endpoint) that was waiting gets
+one: a child with a 180-day backlog cannot starve a small one.
 
 A stalled server stops its own fetchers only: a ticket holds a place with each
 server the page goes to, and when there are several servers none of them may
@@ -169,17 +177,58 @@ class Admission:
             raise
         return Ticket(held)
 
-    async def _take(
-        self, server_ids: Iterable[str], held: list[trio.Semaphore]
-    ) -> None:
+    def admit_nowait(
+        self, endpoint: Endpoint, server_ids: Iterable[str]
+    ) -> Ticket | None:
+        """Return a page's places if free now, else None (nothing is taken).
+
+        For a page asked ahead (``trio_dls.fetcher``): it waits for nothing,
+        so a fetcher that already holds a ticket never waits for another.  It
+        takes only what no one waits for (a trio semaphore has a free place
+        only while nobody waits), and for an MSP parent only while no child
+        waits for its turn and the shared pace lets a request go now: the
+        order of ``admit`` is kept.
+        """
+        shared = self._shared.get(endpoint)
+        now = 0.0
+        if shared is not None:
+            now = trio.current_time()
+            if self._turns[endpoint].locked() or shared.next_request_at() > now:
+                return None
+        held: list[trio.Semaphore] = []
+        try:
+            for place in self._places(server_ids):
+                place.acquire_nowait()
+                held.append(place)
+        except trio.WouldBlock:
+            Ticket(held).release()
+            return None
+        if shared is not None:
+            shared.sent(now)
+        return Ticket(held)
+
+    def next_request_at(self, endpoint: Endpoint) -> float:
+        """When the shared pace lets *endpoint*'s next request go (-inf: none)."""
+        shared = self._shared.get(endpoint)
+        return float("-inf") if shared is None else shared.next_request_at()
+
+    def _places(self, server_ids: Iterable[str]) -> list[trio.Semaphore]:
+        """The places a page for *server_ids* takes, in the one global order."""
+        places = []
         for server_id in sorted(server_ids):
             place = self._servers.get(server_id)
             if place is None:
                 place = self._servers[server_id] = trio.Semaphore(self._server_places)
+            places.append(place)
+        places.append(self._slots)
+        return places
+
+    async def _take(
+        self, server_ids: Iterable[str], held: list[trio.Semaphore]
+    ) -> None:
+        for place in self._places(server_ids):
             await place.acquire()
             held.append(place)
-        await self._slots.acquire()
-        held.append(self._slots)
 
     def served(self, endpoint: Endpoint, now: float) -> None:
         """Note that a request to *endpoint* was served at *now*."""
