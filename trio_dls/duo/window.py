@@ -53,7 +53,7 @@ its own.
 
 The bounds this gives, measured over the limits the tests try
 (``tests/test_pacing_shapes.py``, ``tests/duo/test_window.py``,
-``docs/fetching.md``): a backlog that spans ten windows or more is caught
+``docs/fetching.md``): a backlog that spans twenty windows or more is caught
 up within 1.15 times the optimum with at most a tenth of the requests
 refused; a shorter one pays the exploration (about ``log2(W /
 INITIAL_SPACING)`` 429s and up to one window's wait), which no client that
