@@ -107,6 +107,12 @@ def main(argv: list[str]) -> int:
     with connect(settings) as sock:
         for name in settings["endpoints"]:
             sync_endpoint(admin, sock, name, settings)
+        # Closing a socket with unread bytes (a TLS 1.3 server's session
+        # tickets) sends a reset, and the receiver may drop lines it had not
+        # read yet: end the writing side, then read to the receiver's end.
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
     return 0
 
 

@@ -20,10 +20,11 @@ The bounds (``docs/fetching.md``, *Pacing*):
 * 200 pages: within 1.15 times the optimum, at most 10% of requests refused.
 * 20 pages: the window must first be found, which no client that does not
   know it can do for free.  Doubling the wait from 0.25 s costs one 429 per
-  doubling (``log2(W / 0.25 s)``), plus the first refusal of each endpoint
-  and one for the bisection; and the first served wait may overshoot the
-  window (by up to the doubling) once.  So 1.4 times the optimum, and 429s
-  within that exploration plus 10%.
+  doubling (``log2(W / 0.25 s)``), finding the burst one per halving of it
+  (``log2(B)``: a bucket refills while its first burst is measured), plus
+  the first refusal of each endpoint and one for the bisection; and the
+  first served wait may overshoot the window (by up to the doubling) once.
+  So 1.4 times the optimum, and 429s within that exploration plus 10%.
 """
 
 from __future__ import annotations
@@ -55,7 +56,15 @@ def window_of(shape: Shape) -> float:
 def exploring(shape: Shape) -> int:
     """The 429s finding an unknown window may cost (see the module docstring)."""
     doublings = math.ceil(math.log2(window_of(shape) / INITIAL_SPACING))
-    return doublings + len(shape.endpoints) + 1
+    halvings = math.ceil(math.log2(allowance_of(shape)))
+    return doublings + halvings + len(shape.endpoints) + 1
+
+
+def allowance_of(shape: Shape) -> int:
+    """The requests the limit serves at once: its burst, or a window's count."""
+    if shape.shape is RateShape.TOKEN_BUCKET:
+        return shape.burst or 1
+    return round(shape.per_minute * shape.window / 60)
 
 
 def catch_up(shape: Shape, seed: int) -> tuple[float, float, int, int]:

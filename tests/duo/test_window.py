@@ -10,6 +10,7 @@ starts (hypothesis).
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 from hypothesis import assume, given, settings
@@ -22,6 +23,7 @@ from trio_dls.duo.window import (
     MARGIN,
     MAX_REMEMBERED,
     RATE_WINDOW,
+    UNTAUGHT_SPEEDUP,
     Siblings,
     WindowBudget,
 )
@@ -55,12 +57,19 @@ def limiter_for(faults: Faults) -> Limiter:
     return limiter
 
 
-def test_before_any_429_requests_go_at_the_initial_spacing() -> None:
-    """Nothing refused, nothing learnt: four requests a second."""
+def test_before_any_429_requests_go_faster_and_faster() -> None:
+    """Nothing refused: a quarter second apart at first, then as fast as Duo answers."""
     budget = WindowBudget()
-    budget.sent(100.0)
-    budget.accepted(100.0)
-    assert budget.next_request_at() == pytest.approx(100.0 + INITIAL_SPACING)
+    assert budget.next_request_at() == -math.inf
+    now, spacings = 100.0, []
+    for _ in range(40):
+        budget.sent(now)
+        budget.accepted(now)
+        spacings.append(budget.next_request_at() - now)
+        now = max(now, budget.next_request_at())
+    assert spacings[0] == pytest.approx(INITIAL_SPACING * UNTAUGHT_SPEEDUP)
+    assert all(b <= a for a, b in itertools.pairwise(spacings))
+    assert spacings[-1] == 0.0
     assert not budget.taught
     assert budget.burst is None
 
@@ -81,7 +90,7 @@ def test_the_first_429_takes_the_minutes_served_requests_as_the_burst() -> None:
 
 
 def test_exploring_doubles_the_wait_and_tries_round_windows() -> None:
-    """Refused again and again, the gap doubles, stopping at 10 and 60 s on the way."""
+    """Refused again and again, the gap doubles from 1 s, stopping at 10 and 60 s."""
     budget = WindowBudget()
     budget.sent(0.0)
     budget.accepted(0.0)
@@ -93,7 +102,7 @@ def test_exploring_doubles_the_wait_and_tries_round_windows() -> None:
         gaps.append(at)  # the first served request was at 0
         budget.sent(at)
         budget.rate_limited(at, sent=at)
-    expected = [0.5, 1.0, 2.0, 4.0, 8.0, 10.0 * (1 + MARGIN)]
+    expected = [1.0, 2.0, 4.0, 8.0, 10.0 * (1 + MARGIN), 20.0 * (1 + MARGIN)]
     assert gaps[:6] == pytest.approx(expected)
     assert 60.0 * (1 + MARGIN) in [pytest.approx(g) for g in gaps]
     assert all(b > a for a, b in itertools.pairwise(gaps))

@@ -16,7 +16,10 @@ request that was served.  A bucket is the same with ``B`` up to its burst and
 sends each request at the earliest time the model serves it:
 
 * Until the first 429 nothing is known: requests go ``INITIAL_SPACING``
-  apart (four a second, trio-dls's own pace).  At the first 429, ``B`` is
+  apart (four a second) at first, and each served one shortens the spacing
+  by ``UNTAUGHT_SPEEDUP`` down to none: a Duo that refuses nothing is asked
+  as fast as it answers (catch-up is then bound by Duo's latency and this
+  process, not by a guess).  At the first 429, ``B`` is
   the number of requests served in the minute before it (Duo speaks of
   limits per minute): the burst Duo took.
 * A request is *gated* when the ``B``-th latest served one is less than the
@@ -78,7 +81,10 @@ from array import array
 from typing import Final
 
 RATE_WINDOW: Final = 60.0  # seconds: Duo speaks of requests per minute
-INITIAL_SPACING: Final = 0.25  # seconds between requests until the first 429
+INITIAL_SPACING: Final = 0.25  # seconds between the first requests,
+FIRST_EXPLORED: Final = 1.0  # seconds: the first gap tried after a first 429
+UNTAUGHT_SPEEDUP: Final = 0.8  # times this after each served before a 429
+UNTAUGHT_FASTEST: Final = 0.001  # below this, no spacing at all
 FLOOR: Final = 0.1  # the shortest spacing, within a burst
 BURST_GAP: Final = 1.0  # a request after a longer wait begins a burst
 GROW: Final = 2.0  # an exploring gap doubles at each refusal
@@ -145,6 +151,7 @@ class WindowBudget:
         "_requests",
         "_served",
         "_siblings",
+        "_spacing",
         "_streak",
         "_widened",
         "rng",
@@ -167,6 +174,7 @@ class WindowBudget:
         # The request in flight: (sent, the gap it opened at, or None inside a burst).
         self._pending: tuple[float, float | None] | None = None
         self._streak = 0  # served in a row
+        self._spacing = INITIAL_SPACING  # between requests, until the first 429
         self._widened = False  # hi was widened since an opening was served
         self._requests = 0  # sent since the first 429
         self._probing_refused = 0  # of them, refused while not exploring
@@ -204,7 +212,7 @@ class WindowBudget:
     def requests_per_minute(self) -> float:
         """The pace the budget holds, for logs (infinite before any 429)."""
         if self._b is None:
-            return 60.0 / INITIAL_SPACING
+            return 60.0 / self._spacing if self._spacing else math.inf
         return 60.0 * self._b / max(self._gap(), FLOOR)
 
     def next_request_at(self) -> float:
@@ -234,6 +242,8 @@ class WindowBudget:
         self._streak += 1
         self._burst_served += 1
         if self._b is None:
+            spacing = self._spacing * UNTAUGHT_SPEEDUP
+            self._spacing = spacing if spacing >= UNTAUGHT_FASTEST else 0.0
             return
         if opening is not None and math.isfinite(opening):
             self._widened = False
@@ -269,7 +279,9 @@ class WindowBudget:
             self._b = max(1, len(served) - start)
             first = served[-self._b] if served else None
             self._lo = sent_at - first if first is not None else 0.0
-            self._explore = _grown(max(self._lo, INITIAL_SPACING))
+            # The first gap tried is a second at least: a first burst sent
+            # back to back says little of the window.
+            self._explore = _grown(max(self._lo, FIRST_EXPLORED / GROW))
         elif opening is None:
             # Refused inside a burst: B is smaller than believed.
             self._probing_refused += 1
@@ -361,7 +373,7 @@ class WindowBudget:
         the bound).  Otherwise the window has room: it goes at the floor.
         """
         if self._b is None:
-            return self._last_sent + INITIAL_SPACING, None
+            return self._last_sent + self._spacing, None
         at = self._last_sent + FLOOR
         leader = self._leader()
         if leader is not None:
@@ -389,6 +401,10 @@ class WindowBudget:
             self._shrink(within)
         elif self._hi is not None:
             self._hi = min(MAX_GAP, self._hi * WIDEN)
+        else:
+            # Still exploring, and the window held more than the gap tried
+            # (a first burst sent faster than the first gap): go on.
+            self._explore = _grown(self._explore)
 
     def _shrink(self, burst: int) -> None:
         """Fewer requests fit a window than believed: *burst* do.
