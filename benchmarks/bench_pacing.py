@@ -293,6 +293,19 @@ async def one_run(shape: Shape, seed: int, state: Path, page: int = PAGE) -> Run
     return Run(received.last_at, watch.requests, watch.refused, exact)
 
 
+def catch_up(shape: Shape, seed: int, page: int = BENCH_PAGE) -> Run:
+    """One run of *shape* from *seed*, on a fresh virtual clock and directory."""
+    with tempfile.TemporaryDirectory() as directory:
+        return trio.run(
+            one_run,
+            shape,
+            seed,
+            Path(directory),
+            page,
+            clock=trio.testing.MockClock(autojump_threshold=0),
+        )
+
+
 def run_shape(shape: Shape, seeds: int) -> dict[str, Any]:
     """Every seed of *shape*, each on a fresh virtual clock and directory."""
     ratios: list[float] = []
@@ -300,15 +313,7 @@ def run_shape(shape: Shape, seeds: int) -> dict[str, Any]:
     shares: list[float] = []
     exact = True
     for seed in range(1, seeds + 1):
-        with tempfile.TemporaryDirectory() as directory:
-            run = trio.run(
-                one_run,
-                shape,
-                seed,
-                Path(directory),
-                BENCH_PAGE,
-                clock=trio.testing.MockClock(autojump_threshold=0),
-            )
+        run = catch_up(shape, seed)
         ratios.append(run.seconds / shape.optimum(start_of(seed)))
         refusals.append(run.refused)
         shares.append(run.refused / max(1, run.requests))

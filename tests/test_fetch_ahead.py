@@ -32,6 +32,7 @@ from tests.test_fetching import (
     inline,
     make_app,
 )
+from tests.test_msp_scale import Gauge
 from trio_dls.checkpoints import CheckpointStore
 from trio_dls.config import Config
 from trio_dls.duo.admission import Admission
@@ -269,33 +270,6 @@ async def test_duos_latency_and_the_writing_overlap(
     assert daemon.recorder.pages == pages
     assert_exactly_once(daemon.recorder.records, held(app, [AUTH]))
     assert trio.current_time() <= pages * max(latency, writing) + 2 * latency
-
-
-@attrs.define
-class Gauge:
-    """Counts the Duo calls in flight over every account's stand-in."""
-
-    in_flight: int = 0
-
-    def wrap(self, api: DuoApi) -> DuoApi:
-        """Return *api*, its calls counted."""
-        return _Counted(api, self)
-
-
-@attrs.define
-class _Counted:
-    api: DuoApi
-    gauge: Gauge
-
-    async def get(self, path: str, params: dict[str, str]) -> DuoAnswer:
-        self.gauge.in_flight += 1
-        try:
-            return await self.api.get(path, params)
-        finally:
-            self.gauge.in_flight -= 1
-
-    async def list_child_accounts(self) -> list[dict[str, Any]]:
-        return await self.api.list_child_accounts()
 
 
 def steps_alive() -> int:

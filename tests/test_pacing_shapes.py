@@ -30,14 +30,10 @@ The bounds (``docs/fetching.md``, *Pacing*):
 from __future__ import annotations
 
 import math
-import tempfile
-from pathlib import Path
 
 import pytest
-import trio
-import trio.testing
 
-from benchmarks.bench_pacing import Shape, limits, one_run, start_of
+from benchmarks.bench_pacing import Shape, catch_up, limits, start_of
 from trio_dls.duo.window import INITIAL_SPACING
 from trio_dls.fakeduo import RateShape
 
@@ -67,20 +63,11 @@ def allowance_of(shape: Shape) -> int:
     return round(shape.per_minute * shape.window / 60)
 
 
-def catch_up(shape: Shape, seed: int) -> tuple[float, float, int, int]:
+def ratio_and_refusals(shape: Shape, seed: int) -> tuple[float, int, int]:
     """(Ratio to the optimum, 429s, requests) of one run; every record once."""
-    with tempfile.TemporaryDirectory() as directory:
-        run = trio.run(
-            one_run,
-            shape,
-            seed,
-            Path(directory),
-            PAGE,
-            clock=trio.testing.MockClock(autojump_threshold=0),
-        )
+    run = catch_up(shape, seed, PAGE)
     assert run.exact, "a record was lost or sent twice"
-    optimum = shape.optimum(start_of(seed))
-    return run.seconds / optimum, run.seconds, run.refused, run.requests
+    return run.seconds / shape.optimum(start_of(seed)), run.refused, run.requests
 
 
 def case_id(shape: Shape) -> str:
@@ -92,7 +79,7 @@ def case_id(shape: Shape) -> str:
 @pytest.mark.parametrize("shape", limits(LONG), ids=case_id)
 def test_a_long_backlog_is_caught_up_near_the_optimum(shape: Shape, seed: int) -> None:
     """200 pages: within 1.15x the optimum, at most one request in ten refused."""
-    ratio, _, refused, requests = catch_up(shape, seed)
+    ratio, refused, requests = ratio_and_refusals(shape, seed)
     assert ratio <= 1.15
     assert refused <= 0.10 * requests
 
@@ -101,6 +88,6 @@ def test_a_long_backlog_is_caught_up_near_the_optimum(shape: Shape, seed: int) -
 @pytest.mark.parametrize("shape", limits(SHORT), ids=case_id)
 def test_a_short_backlog_pays_only_the_exploration(shape: Shape, seed: int) -> None:
     """20 pages: the window is found at a bounded cost in time and in 429s."""
-    ratio, _, refused, requests = catch_up(shape, seed)
+    ratio, refused, requests = ratio_and_refusals(shape, seed)
     assert ratio <= 1.4
     assert refused <= exploring(shape) + 0.10 * requests

@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 from trio_dls.duo.admission import Admission, Ticket
-from trio_dls.duo.pacing import INITIAL_INTERVAL
+from trio_dls.duo.pacing import INITIAL_INTERVAL, RateBudget
 from trio_dls.endpoints import Endpoint
 
 AUTH = Endpoint.AUTH
@@ -151,17 +151,23 @@ def test_refusals_of_requests_sent_before_the_pace_changed_teach_nothing() -> No
     assert (shared.interval, shared.next_request_at()) == after_one
 
 
-async def test_a_shared_pace_spaces_every_childs_requests(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    """Once taught, the shared pace lets one child's request go at a time."""
-    del autojump_clock
+def taught_admission() -> tuple[Admission, RateBudget]:
+    """An MSP parent's admission whose shared auth pace Duo taught: one a second."""
     admission = Admission(pages=8, shared_pacing=True, rng=random.Random(1))
     shared = admission.shared(AUTH)
     assert shared is not None
     for second in range(10):
         shared.accepted(float(second))
     shared.rate_limited(10.0)  # about one served request a second
+    return admission, shared
+
+
+async def test_a_shared_pace_spaces_every_childs_requests(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Once taught, the shared pace lets one child's request go at a time."""
+    del autojump_clock
+    admission, shared = taught_admission()
     interval = shared.interval
     sent: list[float] = []
 
@@ -227,12 +233,7 @@ async def test_a_ticket_now_keeps_the_shared_pace_and_its_turns(
 ) -> None:
     """An MSP child gets a ticket now only on its pace, with no child in line."""
     del autojump_clock
-    admission = Admission(pages=8, shared_pacing=True, rng=random.Random(1))
-    shared = admission.shared(AUTH)
-    assert shared is not None
-    for second in range(10):
-        shared.accepted(float(second))
-    shared.rate_limited(10.0)
+    admission, shared = taught_admission()
     await trio.sleep_until(admission.next_request_at(AUTH))
     assert admission.admit_nowait(AUTH, ["siem"]) is not None
     # Sent now: the next may go one interval later, not at once.
