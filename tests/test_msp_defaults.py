@@ -16,6 +16,7 @@ from the limit.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import TYPE_CHECKING
 
 import attrs
@@ -351,16 +352,28 @@ async def test_a_refused_child_does_not_slow_the_others(
     """With a child answered 403 the others catch up about as fast as without it.
 
     The refused child retries after a minute, then ever less often, and each
-    retry takes one turn of the shared pace (a tenth of a minute here): over
-    seeds 1 to 5 the others took 0.96x to 1.15x the time they take alone,
-    from the scheduling order as much as from those turns.  A fifth child
-    with a backlog of its own would take a fifth of the turns: 1.25x.
+    retry takes one turn of the shared pace (a tenth of a minute here).  trio
+    schedules ready tasks in a random order, so one catch-up takes from 450
+    to 560 s with or without the refused child, and the ratio of two single
+    runs ranged from 0.89 to 1.25: the medians of three runs each are
+    compared.  A fifth child with a backlog of its own would take a fifth of
+    the turns: 1.25x.
     """
     del autojump_clock
     others = REFUSAL_CHILDREN[:-1]
     refused = REFUSAL_CHILDREN[-1].account_id
-    alone, _ = await catch_up_time(tmp_path / "alone", others, None)
-    beside, daemon = await catch_up_time(tmp_path / "beside", REFUSAL_CHILDREN, refused)
+    alone = statistics.median(
+        [
+            (await catch_up_time(tmp_path / f"alone{i}", others, None))[0]
+            for i in range(3)
+        ]
+    )
+    runs = [
+        await catch_up_time(tmp_path / f"beside{i}", REFUSAL_CHILDREN, refused)
+        for i in range(3)
+    ]
+    beside = statistics.median(took for took, _ in runs)
+    daemon = runs[0][1]
     assert alone > 400  # forty pages at six a minute: the limit was in force
     assert beside <= 1.2 * alone
     # Retries back off from a minute, doubling: a few in the whole catch-up.

@@ -132,7 +132,9 @@ def frame_batch(messages: list[bytes], framing: Framing) -> bytes:
         case Framing.NEWLINE:
             if not messages:
                 return b""
-            batch = b"\n".join(messages) + b"\n"
+            # Joined with an empty last item: the batch's final LF without a
+            # second copy of the batch.
+            batch = b"\n".join([*messages, b""])
             if batch.count(b"\n") != len(messages):
                 raise ValueError("a newline-framed message must not contain LF")
             return batch
