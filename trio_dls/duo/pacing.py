@@ -85,6 +85,21 @@ BACKOFF_FIRST: Final = 1.0
 BACKOFF_CAP: Final = 300.0
 
 
+def forget_before(times: array[float] | None, moment: float) -> array[float] | None:
+    """Drop the *times* (ascending) before *moment*; None once none is left.
+
+    Times are appended in order, so the old ones are a prefix.
+    """
+    if times is None:
+        return None
+    old = bisect.bisect_left(times, moment)
+    if old == len(times):
+        return None
+    if old:
+        del times[:old]
+    return times
+
+
 @attrs.define
 class RateBudget:
     """The pace of requests to one (account, endpoint), learnt from 429s."""
@@ -212,15 +227,7 @@ class RateBudget:
         self._forget_before(until - RATE_WINDOW)
 
     def _forget_before(self, moment: float) -> None:
-        accepted = self._accepted
-        if accepted is None:
-            return
-        # Times are appended in order, so the old ones are a prefix.
-        old = bisect.bisect_left(accepted, moment)
-        if old == len(accepted):
-            self._accepted = None
-        elif old:
-            del accepted[:old]
+        self._accepted = forget_before(self._accepted, moment)
 
     @property
     def remembered(self) -> int:

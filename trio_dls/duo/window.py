@@ -80,6 +80,8 @@ import random
 from array import array
 from typing import Final
 
+from trio_dls.duo.pacing import forget_before
+
 RATE_WINDOW: Final = 60.0  # seconds: Duo speaks of requests per minute
 INITIAL_SPACING: Final = 0.25  # seconds between the first requests,
 FIRST_EXPLORED: Final = 1.0  # seconds: the first gap tried after a first 429
@@ -446,11 +448,4 @@ class WindowBudget:
         self._forget_before(sent - self._horizon())
 
     def _forget_before(self, moment: float) -> None:
-        served = self._served
-        if served is None:
-            return
-        old = bisect.bisect_left(served, moment)
-        if old == len(served):
-            self._served = None
-        elif old:
-            del served[:old]
+        self._served = forget_before(self._served, moment)
